@@ -1,0 +1,34 @@
+/**
+ * Iterates `source` but stops as soon as `signal` aborts, even while the source is
+ * stuck in a slow step that ignores its signal: an interrupt must end the reply
+ * at once, not when the workflow next looks at its signal.
+ */
+export async function* untilAborted<T>(
+  source: AsyncIterable<T>,
+  signal: AbortSignal,
+): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+  });
+  // The race below handles this rejection; this keeps it from counting as unhandled when unraced.
+  aborted.catch(() => {});
+  signal.addEventListener("abort", onAbort, { once: true });
+  let finished = false;
+  try {
+    for (;;) {
+      signal.throwIfAborted();
+      const step = await Promise.race([it.next(), aborted]);
+      if (step.done) {
+        finished = true;
+        return;
+      }
+      yield step.value;
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    // Let the source clean up, without waiting on a source that ignores its signal.
+    if (!finished) it.return?.().catch(() => {});
+  }
+}

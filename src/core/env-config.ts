@@ -1,0 +1,76 @@
+import { createStaticTokenAuth } from "./auth.js";
+import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "./limits.js";
+import type { BargeIn, PttCoreOptions } from "./ptt-core.js";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  /** How long running replies may finish after SIGTERM before they are cancelled. */
+  graceMs: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+  core: PttCoreOptions;
+}
+
+/** Environment variable of each limit: PTT_ + its wire name in upper case. */
+export function limitEnvName(limit: keyof Limits): string {
+  return `PTT_${LIMIT_NAMES[limit].toUpperCase()}`;
+}
+
+/**
+ * Reads the server's configuration from environment variables (any runtime's),
+ * failing loudly with the variable's name rather than starting on a typo.
+ */
+export function configFromEnv(env: Env): ServerConfig {
+  const limits: Partial<Limits> = {};
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) {
+    const name = limitEnvName(key);
+    if (env[name] !== undefined) limits[key] = positiveInt(env, name);
+  }
+  const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
+  const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
+  return {
+    port: env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0),
+    host: env.HOST || "127.0.0.1",
+    graceMs: env.PTT_GRACE_MS === undefined ? 10_000 : positiveInt(env, "PTT_GRACE_MS", 0),
+    logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
+    core: {
+      limits,
+      bargeIn: bargeIn as BargeIn,
+      endMessage: env.PTT_END_MESSAGE || undefined,
+      echoDelayMs:
+        env.PTT_ECHO_DELAY_MS === undefined ? undefined : positiveInt(env, "PTT_ECHO_DELAY_MS", 0),
+      auth: tokens ? createStaticTokenAuth(tokens) : undefined,
+    },
+  };
+}
+
+function positiveInt(env: Env, name: string, min = 1): number {
+  const raw = env[name] ?? "";
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min) {
+    throw new Error(`${name}: must be an integer >= ${min}; got "${raw.slice(0, 40)}"`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if ((allowed as readonly string[]).includes(raw)) return raw as T;
+  throw new Error(`${name}: must be one of ${allowed.join(", ")}; got "${raw.slice(0, 40)}"`);
+}
+
+/** "hw1=token1,hw2=token2" -> token -> hardware id. */
+function parseTokens(raw: string): Map<string, string> {
+  const tokens = new Map<string, string>();
+  for (const pair of raw.split(",")) {
+    const [hardwareId, token] = pair.split("=").map((s) => s.trim());
+    if (!hardwareId || !token) {
+      throw new Error('PTT_AUTH_TOKENS: expected "hardware_id=token,..." pairs');
+    }
+    tokens.set(token, hardwareId);
+  }
+  return tokens;
+}

@@ -1,0 +1,53 @@
+/** Every limit of CONTRACT §5. Each breach is RESOURCE_EXHAUSTED naming the limit's key. */
+export interface Limits {
+  /** UTF-8 bytes of one chunk's text (chunk_text or prompt). */
+  maxChunkTextBytes: number;
+  /** UTF-8 bytes of a session's merged text. */
+  maxSessionTextBytes: number;
+  maxChunksPerSession: number;
+  maxAudioBytesPerSession: number;
+  /** Characters of one base64 screenshot. */
+  maxScreenshotBytes: number;
+  maxOpenSessionsPerDevice: number;
+  maxOpenSessionsPerInstance: number;
+  /** An OPEN session with no chunk for this long expires. */
+  idleTtlMs: number;
+  /** An OPEN session older than this expires, however busy. */
+  maxHoldMs: number;
+  /** How long a sealed session's tombstone answers late requests. */
+  tombstoneTtlMs: number;
+  maxConcurrentReplies: number;
+  /** Largest request message accepted by the transports. */
+  maxRequestBytes: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxChunkTextBytes: 16 * 1024,
+  maxSessionTextBytes: 64 * 1024,
+  maxChunksPerSession: 2000,
+  maxAudioBytesPerSession: 8 * 1024 * 1024,
+  maxScreenshotBytes: 4 * 1024 * 1024,
+  maxOpenSessionsPerDevice: 8,
+  maxOpenSessionsPerInstance: 100_000,
+  idleTtlMs: 60_000,
+  maxHoldMs: 600_000,
+  tombstoneTtlMs: 300_000,
+  maxConcurrentReplies: 256,
+  maxRequestBytes: 6 * 1024 * 1024,
+});
+
+/** Wire names of the limits (error messages, bridge Hello, env vars, docs). */
+export const LIMIT_NAMES: Readonly<Record<keyof Limits, string>> = Object.freeze({
+  maxChunkTextBytes: "max_chunk_text_bytes",
+  maxSessionTextBytes: "max_session_text_bytes",
+  maxChunksPerSession: "max_chunks_per_session",
+  maxAudioBytesPerSession: "max_audio_bytes_per_session",
+  maxScreenshotBytes: "max_screenshot_bytes",
+  maxOpenSessionsPerDevice: "max_open_sessions_per_device",
+  maxOpenSessionsPerInstance: "max_open_sessions_per_instance",
+  idleTtlMs: "idle_ttl_ms",
+  maxHoldMs: "max_hold_ms",
+  tombstoneTtlMs: "tombstone_ttl_ms",
+  maxConcurrentReplies: "max_concurrent_replies",
+  maxRequestBytes: "max_request_bytes",
+});

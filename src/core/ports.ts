@@ -1,0 +1,70 @@
+import type { Chunk, CollectOutcome, CommittedTurn, SealedState, SessionKey } from "./session.js";
+
+/** Time and timers, injected so TTL behaviour is testable and runtimes can differ. */
+export interface Clock {
+  now(): number;
+  /** Runs `fn` once after `ms`; the handle is only ever passed back to clearTimer. */
+  setTimer(fn: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+export interface CollectResult {
+  outcome: CollectOutcome;
+  /** Highest sequence number stored for the session. */
+  lastSeq: number;
+  /** True when this chunk opened the session (the device's first chunk of a new hold). */
+  created: boolean;
+}
+
+export type CancelResult = "cancelled" | "unknown" | SealedState;
+
+export interface StoreStats {
+  openSessions: number;
+  bufferedBytes: number;
+}
+
+/**
+ * Where holds live. Each method is ONE atomic step on one session, so that a
+ * Durable Object (single-threaded) or a Redis script can implement it as such.
+ * Errors are ConnectErrors built by core (limits, sealed sessions).
+ */
+export interface SessionStore {
+  /** Stores a COLLECT chunk, opening the session if needed (subject to the open-session limits). */
+  collect(key: SessionKey, chunk: Chunk): Promise<CollectResult>;
+  /**
+   * Consume-and-seal: merges the buffer with the COMMIT's pieces, seals the session as
+   * COMMITTED and returns the turn, or throws and leaves the buffer untouched.
+   */
+  commit(key: SessionKey, pieces: Chunk[], turnId: string): Promise<CommittedTurn>;
+  /** Drops the buffer and seals the session CANCELLED (an unknown session gets a tombstone). */
+  cancel(key: SessionKey): Promise<CancelResult>;
+  /** Expires overdue sessions and forgets old tombstones; returns how many expired. */
+  sweep(): Promise<number>;
+  stats(): Promise<StoreStats>;
+  /** Resolves when the store can serve requests (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type ReplyPart =
+  | { kind: "text"; text: string }
+  | {
+      kind: "audio";
+      data: Uint8Array;
+      /** e.g. "int16", "float32" */
+      dtype: string;
+      sampleRate: number;
+      channels: number;
+    }
+  | { kind: "action"; json: string; featureId?: string | undefined };
+
+/** The reply to a committed turn. Must stop promptly when `signal` aborts. */
+export type Workflow = (turn: CommittedTurn, signal: AbortSignal) => AsyncIterable<ReplyPart>;
+
+/** Structured log sink; transcript text is only ever passed at debug level. */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}

@@ -1,0 +1,78 @@
+import type { Authenticator } from "./auth.js";
+import { DEFAULT_LIMITS, type Limits } from "./limits.js";
+import { Metrics } from "./metrics.js";
+import type { Clock, Logger, SessionStore, Workflow } from "./ports.js";
+import { ReplyRegistry } from "./reply-registry.js";
+import { createMemoryStore } from "./stores/memory-store.js";
+import { systemClock } from "./system-clock.js";
+import { createEchoWorkflow } from "./workflows/echo.js";
+
+/** When a new hold stops the device's running replies (CONTRACT §3). */
+export type BargeIn = "press" | "commit" | "off";
+
+export interface PttCoreOptions {
+  limits?: Partial<Limits>;
+  clock?: Clock;
+  /** Built from limits and clock when absent: the in-memory store. */
+  store?: SessionStore;
+  /** The echo workflow when absent. */
+  workflow?: Workflow;
+  logger?: Logger;
+  auth?: Authenticator;
+  bargeIn?: BargeIn;
+  /** The reply's final end_message. */
+  endMessage?: string;
+  /** Pause between echo sentences, when the echo workflow is used. */
+  echoDelayMs?: number;
+  version?: string;
+}
+
+/** Everything the handlers share; built once per process (or per Durable Object). */
+export interface PttCore {
+  readonly limits: Readonly<Limits>;
+  readonly clock: Clock;
+  readonly store: SessionStore;
+  readonly workflow: Workflow;
+  readonly logger: Logger;
+  readonly auth: Authenticator | undefined;
+  readonly bargeIn: BargeIn;
+  readonly endMessage: string;
+  readonly metrics: Metrics;
+  readonly replies: ReplyRegistry;
+  readonly version: string;
+}
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+export function createPttCore(options: PttCoreOptions = {}): PttCore {
+  const limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
+  const clock = options.clock ?? systemClock;
+  const metrics = new Metrics();
+  const store =
+    options.store ??
+    createMemoryStore({
+      limits,
+      clock,
+      onExpired: (n) => {
+        metrics.expirations += n;
+      },
+    });
+  return {
+    limits,
+    clock,
+    store,
+    workflow: options.workflow ?? createEchoWorkflow({ clock, delayMs: options.echoDelayMs ?? 0 }),
+    logger: options.logger ?? silentLogger,
+    auth: options.auth,
+    bargeIn: options.bargeIn ?? "press",
+    endMessage: options.endMessage ?? "RESPONSE_COMPLETED",
+    metrics,
+    replies: new ReplyRegistry(limits.maxConcurrentReplies),
+    version: options.version ?? "0.1.0",
+  };
+}

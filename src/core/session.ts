@@ -1,0 +1,338 @@
+import { ChunkMode } from "../gen/streaming_pb.js";
+import { invalidArgument, resourceExhausted } from "./errors.js";
+import { LIMIT_NAMES, type Limits } from "./limits.js";
+import { mergeUnspecified, utf8Length } from "./text-merge.js";
+
+/**
+ * One hold of the key, as plain data so that any store (memory, Redis, Durable
+ * Object, Deno KV) can keep it, and the pure rules below so every store merges
+ * the same way. Rules never mutate their input until every check has passed, so
+ * a rejected chunk leaves the session exactly as it was.
+ */
+
+export interface SessionKey {
+  hardwareId: string;
+  sessionId: string;
+}
+
+export interface AudioPiece {
+  data: Uint8Array;
+  encoding: string;
+  sampleRate: number;
+  channels: number;
+}
+
+export interface Screenshot {
+  data: string;
+  width?: number | undefined;
+  height?: number | undefined;
+}
+
+/** A validated piece of a hold: one COLLECT, or one of a COMMIT's final pieces. */
+export interface Chunk {
+  /** > 0: sequence number; 0: unsequenced (arrival order). */
+  seq: number;
+  mode: ChunkMode;
+  text: string;
+  audio?: AudioPiece | undefined;
+  screenshot?: Screenshot | undefined;
+}
+
+/** Where a piece sits: ordered by key, then arrival. Unsequenced pieces key on the last seq. */
+interface Placed {
+  key: number;
+  order: number;
+}
+
+export interface TextPart extends Placed {
+  text: string;
+}
+
+export interface AudioPart extends Placed {
+  audio: AudioPiece;
+}
+
+export interface OpenSession {
+  state: "open";
+  hardwareId: string;
+  sessionId: string;
+  /** UNSPECIFIED until a chunk names a mode; then fixed. */
+  mode: ChunkMode;
+  createdAt: number;
+  touchedAt: number;
+  /** Sequence numbers stored so far (duplicates are detected against these). */
+  seqs: number[];
+  lastSeq: number;
+  /** Chunks accepted, sequenced or not: the per-session chunk limit counts these. */
+  chunks: number;
+  /** UNSPECIFIED: the merged text. SNAPSHOT: the newest snapshot. */
+  text: string;
+  /** SNAPSHOT: where the current snapshot sits. */
+  textAt: Placed;
+  /** DELTA: every text piece, in commit order. */
+  parts: TextPart[];
+  textBytes: number;
+  audio: AudioPart[];
+  audioBytes: number;
+  screenshot?: Screenshot | undefined;
+}
+
+export type SealedState = "committed" | "cancelled" | "expired";
+
+/** What remains of a sealed session, so late requests get a precise answer. */
+export interface Tombstone {
+  state: SealedState;
+  hardwareId: string;
+  sessionId: string;
+  sealedAt: number;
+  /** Only for "expired": why, for the error message. */
+  expiredBy?: "idle" | "hold" | undefined;
+}
+
+export type SessionRecord = OpenSession | Tombstone;
+
+export type CollectOutcome = "accepted" | "duplicate" | "stale";
+
+/** What the workflow receives: the whole hold, merged. */
+export interface CommittedTurn {
+  turnId: string;
+  hardwareId: string;
+  sessionId: string;
+  text: string;
+  audio: AudioPiece[];
+  screenshot?: Screenshot | undefined;
+  chunks: number;
+  heldMs: number;
+}
+
+export function openSession(key: SessionKey, now: number): OpenSession {
+  return {
+    state: "open",
+    hardwareId: key.hardwareId,
+    sessionId: key.sessionId,
+    mode: ChunkMode.UNSPECIFIED,
+    createdAt: now,
+    touchedAt: now,
+    seqs: [],
+    lastSeq: 0,
+    chunks: 0,
+    text: "",
+    textAt: { key: 0, order: 0 },
+    parts: [],
+    textBytes: 0,
+    audio: [],
+    audioBytes: 0,
+  };
+}
+
+/** The session's mode after this chunk, or INVALID_ARGUMENT if it would switch modes. */
+function modeFor(session: OpenSession, chunk: Chunk): ChunkMode {
+  if (chunk.mode === ChunkMode.UNSPECIFIED || chunk.mode === session.mode) return session.mode;
+  if (session.chunks === 0) return chunk.mode;
+  throw invalidArgument(
+    "chunk_mode",
+    `session ${session.sessionId} collects in ${ChunkMode[session.mode]} mode; a chunk cannot switch it to ${ChunkMode[chunk.mode]}`,
+  );
+}
+
+/** Checks a single chunk against the per-chunk limits (independent of any session). */
+export function checkChunkLimits(chunk: Chunk, limits: Limits, field: string): void {
+  const bytes = utf8Length(chunk.text);
+  if (bytes > limits.maxChunkTextBytes) {
+    throw resourceExhausted(
+      LIMIT_NAMES.maxChunkTextBytes,
+      `${field} is ${bytes} bytes; at most ${limits.maxChunkTextBytes} are allowed per chunk`,
+    );
+  }
+  if (chunk.screenshot && chunk.screenshot.data.length > limits.maxScreenshotBytes) {
+    throw resourceExhausted(
+      LIMIT_NAMES.maxScreenshotBytes,
+      `screenshot is ${chunk.screenshot.data.length} bytes; at most ${limits.maxScreenshotBytes} are allowed`,
+    );
+  }
+}
+
+function insertPlaced<T extends Placed>(list: T[], item: T): T[] {
+  let i = list.length;
+  while (i > 0) {
+    const prev = list[i - 1] as T;
+    if (prev.key < item.key || (prev.key === item.key && prev.order < item.order)) break;
+    i--;
+  }
+  const copy = list.slice();
+  copy.splice(i, 0, item);
+  return copy;
+}
+
+/**
+ * Applies one COLLECT chunk. Returns the outcome; the session is updated in place
+ * only when every limit holds (a breach throws RESOURCE_EXHAUSTED and changes nothing).
+ */
+export function collectChunk(
+  session: OpenSession,
+  chunk: Chunk,
+  limits: Limits,
+  now: number,
+): CollectOutcome {
+  if (chunk.seq > 0 && session.seqs.includes(chunk.seq)) {
+    session.touchedAt = now;
+    return "duplicate";
+  }
+  const mode = modeFor(session, chunk);
+  const olderThanLast = chunk.seq > 0 && chunk.seq <= session.lastSeq;
+  // Old clients: an older seq after a newer one is dropped whole.
+  if (olderThanLast && mode === ChunkMode.UNSPECIFIED) {
+    session.touchedAt = now;
+    return "stale";
+  }
+  // SNAPSHOT: an older snapshot never overwrites a newer one; its audio still counts.
+  const staleText = olderThanLast && mode === ChunkMode.SNAPSHOT;
+  if (staleText && !chunk.audio) {
+    session.touchedAt = now;
+    return "stale";
+  }
+  if (session.chunks >= limits.maxChunksPerSession) {
+    throw resourceExhausted(
+      LIMIT_NAMES.maxChunksPerSession,
+      `session ${session.sessionId} already holds ${session.chunks} chunks; chunk ${chunk.seq} was not added`,
+    );
+  }
+  const next = placeChunk(session, chunk, mode, staleText, limits);
+  Object.assign(session, next, {
+    mode,
+    touchedAt: now,
+    chunks: session.chunks + 1,
+    lastSeq: Math.max(session.lastSeq, chunk.seq),
+  });
+  if (chunk.seq > 0) session.seqs.push(chunk.seq);
+  return "accepted";
+}
+
+type Placement = Pick<
+  OpenSession,
+  "text" | "textAt" | "parts" | "textBytes" | "audio" | "audioBytes" | "screenshot"
+>;
+
+/** Computes the buffer with the chunk in its place, checking the per-session size limits. */
+function placeChunk(
+  session: OpenSession,
+  chunk: Chunk,
+  mode: ChunkMode,
+  skipText: boolean,
+  limits: Limits,
+): Placement {
+  const at: Placed = {
+    key: chunk.seq > 0 ? chunk.seq : session.lastSeq,
+    order: session.chunks + 1,
+  };
+  let { text, textAt, parts, textBytes, audio, audioBytes, screenshot } = session;
+  if (chunk.text.length > 0 && !skipText) {
+    if (mode === ChunkMode.DELTA) {
+      parts = insertPlaced(parts, { ...at, text: chunk.text });
+      textBytes += utf8Length(chunk.text);
+    } else if (mode === ChunkMode.SNAPSHOT) {
+      text = chunk.text;
+      textAt = at;
+      textBytes = utf8Length(text);
+    } else {
+      text = mergeUnspecified(text, chunk.text);
+      textBytes = utf8Length(text);
+    }
+    if (textBytes > limits.maxSessionTextBytes) {
+      throw resourceExhausted(
+        LIMIT_NAMES.maxSessionTextBytes,
+        `session ${session.sessionId} text would be ${textBytes} bytes; at most ${limits.maxSessionTextBytes} are allowed`,
+      );
+    }
+  }
+  if (chunk.audio && chunk.audio.data.length > 0) {
+    audioBytes += chunk.audio.data.length;
+    if (audioBytes > limits.maxAudioBytesPerSession) {
+      throw resourceExhausted(
+        LIMIT_NAMES.maxAudioBytesPerSession,
+        `session ${session.sessionId} audio would be ${audioBytes} bytes; at most ${limits.maxAudioBytesPerSession} are allowed`,
+      );
+    }
+    audio = insertPlaced(audio, { ...at, audio: chunk.audio });
+  }
+  if (chunk.screenshot && !skipText) screenshot = chunk.screenshot;
+  return { text, textAt, parts, textBytes, audio, audioBytes, screenshot };
+}
+
+/**
+ * The turn a COMMIT would run: the buffer plus the COMMIT's own pieces (chunk_text,
+ * then prompt), each one more chunk after the last. Pure: the caller seals the
+ * session only if this returns, so a rejected COMMIT leaves the buffer intact.
+ */
+export function commitTurn(
+  session: OpenSession,
+  pieces: Chunk[],
+  limits: Limits,
+  now: number,
+  turnId: string,
+): CommittedTurn {
+  let mode = session.mode;
+  let state: Placement = session;
+  let order = session.chunks;
+  for (const piece of pieces) {
+    mode = modeFor({ ...session, mode, chunks: order }, piece);
+    order++;
+    const after = { ...session, ...state, mode, chunks: order, lastSeq: Number.MAX_SAFE_INTEGER };
+    // Placed after everything: the key beats any seq, the order any arrival.
+    state = placeChunk(after, { ...piece, seq: 0 }, mode, false, limits);
+  }
+  const text = mode === ChunkMode.DELTA ? state.parts.map((p) => p.text).join("") : state.text;
+  const audio = state.audio.map((p) => p.audio);
+  if (text.length === 0 && audio.length === 0) {
+    throw invalidArgument(
+      "prompt",
+      `session ${session.sessionId} has nothing to commit (no chunk text, no prompt, no audio); it stays open`,
+    );
+  }
+  return {
+    turnId,
+    hardwareId: session.hardwareId,
+    sessionId: session.sessionId,
+    text,
+    audio,
+    screenshot: state.screenshot,
+    chunks: order,
+    heldMs: now - session.createdAt,
+  };
+}
+
+/** Bytes a session holds, for the buffered-bytes gauge. */
+export function bufferedBytes(session: OpenSession): number {
+  return session.textBytes + session.audioBytes + (session.screenshot?.data.length ?? 0);
+}
+
+/** Whether an OPEN session has run out of time, and why. */
+export function expiryOf(
+  session: OpenSession,
+  limits: Limits,
+  now: number,
+): "idle" | "hold" | null {
+  if (now - session.createdAt >= limits.maxHoldMs) return "hold";
+  if (now - session.touchedAt >= limits.idleTtlMs) return "idle";
+  return null;
+}
+
+/** When the session expires if nothing else happens. */
+export function deadlineOf(session: OpenSession, limits: Limits): number {
+  return Math.min(session.createdAt + limits.maxHoldMs, session.touchedAt + limits.idleTtlMs);
+}
+
+export function seal(
+  record: SessionKey,
+  state: SealedState,
+  now: number,
+  expiredBy?: "idle" | "hold",
+): Tombstone {
+  return {
+    state,
+    hardwareId: record.hardwareId,
+    sessionId: record.sessionId,
+    sealedAt: now,
+    expiredBy,
+  };
+}

@@ -1,0 +1,176 @@
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { StreamRequest, StreamResponse } from "../gen/streaming_pb.js";
+import { untilAborted } from "./abortable.js";
+import { authorize } from "./auth.js";
+import { toConnectError } from "./errors.js";
+import type { PttCore } from "./ptt-core.js";
+import { endFrame, errorFrame, replyFrame } from "./reply-frames.js";
+import { ReplyAborted } from "./reply-registry.js";
+import {
+  collectChunkOf,
+  commitPiecesOf,
+  type ValidRequest,
+  validateStreamRequest,
+} from "./request-validation.js";
+import { checkChunkLimits } from "./session.js";
+
+export const COLLECT_ACCEPTED = "COLLECT_ACCEPTED";
+export const CANCEL_ACCEPTED = "CANCEL_ACCEPTED";
+
+/** Tracks whether a reply frame went out: errors after one get no error frame (CONTRACT §4). */
+interface CallState {
+  replied: boolean;
+}
+
+/** StreamAudio: one COLLECT chunk, COMMIT or CANCEL per call. */
+export function createStreamAudio(core: PttCore) {
+  return async function* streamAudio(
+    req: StreamRequest,
+    ctx: HandlerContext,
+  ): AsyncGenerator<StreamResponse> {
+    const state: CallState = { replied: false };
+    const receivedAt = performance.now();
+    try {
+      const v = validateStreamRequest(req);
+      await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);
+      if (v.phase === "collect") yield await collect(core, req, v, ctx);
+      else if (v.phase === "cancel") yield await cancel(core, v);
+      else yield* commit(core, req, v, ctx, state, receivedAt);
+    } catch (err) {
+      const error = asCallError(err);
+      // Old clients read the reason from an error_message frame; new ones from the status.
+      if (!state.replied && !ctx.signal.aborted) yield errorFrame(error.rawMessage);
+      throw error;
+    }
+  };
+}
+
+async function collect(
+  core: PttCore,
+  req: StreamRequest,
+  v: ValidRequest,
+  ctx: HandlerContext,
+): Promise<StreamResponse> {
+  const chunk = collectChunkOf(req, v);
+  let result: Awaited<ReturnType<PttCore["store"]["collect"]>>;
+  try {
+    checkChunkLimits(chunk, core.limits, req.chunkText !== undefined ? "chunk_text" : "prompt");
+    result = await core.store.collect(v.key, chunk);
+  } catch (err) {
+    const sealed = err instanceof ConnectError && err.code === Code.FailedPrecondition;
+    core.metrics.chunk(sealed ? "sealed" : "rejected");
+    throw err;
+  }
+  core.metrics.chunk(result.outcome);
+  if (result.created && core.bargeIn === "press") {
+    // Barge-in on press: a new hold silences what the device is still saying.
+    const stopped = core.replies.interrupt(v.key.hardwareId, "barge-in", v.key.sessionId);
+    core.metrics.interruptedReplies += stopped.length;
+  }
+  ctx.responseTrailer.set("ptt-collect", result.outcome);
+  ctx.responseTrailer.set("ptt-last-seq", String(result.lastSeq));
+  return endFrame(COLLECT_ACCEPTED);
+}
+
+async function cancel(core: PttCore, v: ValidRequest): Promise<StreamResponse> {
+  await core.store.cancel(v.key);
+  core.replies.cancelSession(v.key.hardwareId, v.key.sessionId);
+  return endFrame(CANCEL_ACCEPTED);
+}
+
+async function* commit(
+  core: PttCore,
+  req: StreamRequest,
+  v: ValidRequest,
+  ctx: HandlerContext,
+  state: CallState,
+  receivedAt: number,
+): AsyncGenerator<StreamResponse> {
+  const { hardwareId, sessionId } = v.key;
+  const pieces = commitPiecesOf(req, v);
+  // Admission before consume: nothing below may touch the buffer until a slot is held.
+  try {
+    checkChunkLimits(pieces[0] ?? { seq: 0, mode: v.mode, text: "" }, core.limits, "chunk_text");
+    checkChunkLimits(pieces[1] ?? { seq: 0, mode: v.mode, text: "" }, core.limits, "prompt");
+    core.replies.admit();
+  } catch (err) {
+    core.metrics.commit("rejected");
+    throw err;
+  }
+  let turn: Awaited<ReturnType<PttCore["store"]["commit"]>>;
+  try {
+    turn = await core.store.commit(v.key, pieces, crypto.randomUUID());
+  } catch (err) {
+    core.replies.release();
+    core.metrics.commit(commitFailure(err));
+    throw err;
+  }
+  if (core.bargeIn === "commit") {
+    const stopped = core.replies.interrupt(hardwareId, "barge-in", sessionId);
+    core.metrics.interruptedReplies += stopped.length;
+  }
+  const reply = core.replies.start(hardwareId, sessionId, turn.turnId);
+  core.logger.info("commit", {
+    hardwareId,
+    sessionId,
+    turnId: turn.turnId,
+    chunks: turn.chunks,
+    heldMs: turn.heldMs,
+  });
+  core.logger.debug("commit text", { turnId: turn.turnId, text: turn.text });
+  ctx.responseHeader.set("ptt-turn-id", turn.turnId);
+  const stampFirstFrame = () => {
+    const ms = Math.round((performance.now() - receivedAt) * 1000) / 1000;
+    ctx.responseTrailer.set("ptt-commit-ms", String(ms));
+    core.metrics.firstFrame(ms);
+  };
+  try {
+    const signal = AbortSignal.any([ctx.signal, reply.controller.signal]);
+    for await (const part of untilAborted(core.workflow(turn, signal), signal)) {
+      const frame = replyFrame(part, sessionId);
+      if (!frame) continue;
+      if (!state.replied) stampFirstFrame();
+      state.replied = true;
+      yield frame;
+    }
+    if (!state.replied) stampFirstFrame();
+    core.metrics.commit("ok");
+    yield endFrame(core.endMessage);
+  } catch (err) {
+    core.metrics.commit(reply.controller.signal.aborted ? "cancelled" : "failed");
+    throw err;
+  } finally {
+    core.replies.finish(reply);
+    core.replies.release();
+  }
+}
+
+function commitFailure(err: unknown) {
+  if (!(err instanceof ConnectError)) return "failed" as const;
+  switch (err.code) {
+    case Code.AlreadyExists:
+      return "already_committed" as const;
+    case Code.FailedPrecondition:
+      return "sealed" as const;
+    case Code.InvalidArgument:
+      return "empty" as const;
+    default:
+      return "rejected" as const;
+  }
+}
+
+/** The status a failed call ends with. Aborted replies end CANCELLED (CONTRACT §4). */
+function asCallError(err: unknown): ConnectError {
+  if (err instanceof ReplyAborted) {
+    const why =
+      err.why === "interrupted"
+        ? "reply interrupted by InterruptSession"
+        : err.why === "barge-in"
+          ? "reply interrupted: the device started a new hold"
+          : err.why === "cancelled"
+            ? "reply cancelled by CANCEL"
+            : "reply cancelled: the server is shutting down";
+    return new ConnectError(why, Code.Canceled);
+  }
+  return toConnectError(err);
+}

@@ -1,0 +1,38 @@
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { type InterruptRequest, StreamingService } from "../gen/streaming_pb.js";
+import { authorize } from "./auth.js";
+import { unimplemented } from "./errors.js";
+import { canonicalHardwareId } from "./identifiers.js";
+import type { PttCore } from "./ptt-core.js";
+import { createStreamAudio } from "./stream-audio.js";
+
+/** The one Connect router every runtime serves: `routes(core)(router)`. */
+export function routes(core: PttCore): (router: ConnectRouter) => void {
+  const streamAudio = createStreamAudio(core);
+  return (router) => {
+    router.service(StreamingService, {
+      streamAudio,
+      interruptSession: (req, ctx) => interruptSession(core, req, ctx),
+      // Part of the native clients' service descriptor; no issue asks ptt-edge to serve them yet.
+      generateWelcomeAudio() {
+        throw unimplemented("GenerateWelcomeAudio");
+      },
+      reportUsage() {
+        throw unimplemented("ReportUsage");
+      },
+    });
+  };
+}
+
+async function interruptSession(core: PttCore, req: InterruptRequest, ctx: HandlerContext) {
+  const hardwareId = canonicalHardwareId(req.hardwareId);
+  await authorize(core.auth, ctx.requestHeader, hardwareId);
+  const stopped = core.replies.interrupt(hardwareId, "interrupted");
+  core.metrics.interrupts++;
+  core.metrics.interruptedReplies += stopped.length;
+  return {
+    success: true,
+    interruptedSessions: stopped,
+    message: stopped.length > 0 ? `interrupted ${stopped.length} replies` : "no reply was running",
+  };
+}

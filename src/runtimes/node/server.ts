@@ -1,0 +1,91 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type { AddressInfo, Socket } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { getRequestListener } from "@hono/node-server";
+import { createHttpApp } from "../../core/http-app.js";
+import { createPttCore, type PttCore, type PttCoreOptions } from "../../core/ptt-core.js";
+import { routes } from "../../core/streaming-service.js";
+import { createOnePortServer } from "./one-port.js";
+
+type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
+
+export interface NodeServerOptions {
+  /** 0 picks a free port. Default 8080. */
+  port?: number;
+  host?: string;
+  config?: PttCoreOptions;
+  /** How long running replies may finish on shutdown before they are cancelled. */
+  graceMs?: number;
+}
+
+export interface NodeServer {
+  readonly url: string;
+  readonly port: number;
+  readonly core: PttCore;
+  /** Graceful: stop accepting, let replies finish up to graceMs, cancel the rest, close. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * ptt-edge on Node: gRPC (h2c), Connect (HTTP/1.1 and HTTP/2) and gRPC-Web on
+ * one port, with the Hono app for /healthz, /readyz and /metrics.
+ */
+export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
+  const core = createPttCore(options.config);
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    routes: routes(core),
+    readMaxBytes: core.limits.maxRequestBytes,
+    shutdownSignal: shutdown.signal,
+    // Hono's listener takes both request kinds; its types name the http2 ones differently.
+    fallback: getRequestListener(createHttpApp(core).fetch) as unknown as Fallback,
+  });
+  const h1 = http.createServer(handler);
+  const h2 = http2.createServer({}, handler);
+  const sessions = new Set<http2.Http2Session>();
+  const sockets = new Set<Socket>();
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+  h1.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  const tcp = createOnePortServer(h1, h2);
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const { port, address, family } = tcp.address() as AddressInfo;
+  const hostPart = family === "IPv6" ? `[${address}]` : address;
+  let closing: Promise<void> | undefined;
+
+  async function close(graceMs = options.graceMs ?? 10_000): Promise<void> {
+    tcp.close();
+    // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
+    for (const s of sessions) s.close();
+    h1.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (core.replies.inFlight > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    core.replies.abortAll();
+    shutdown.abort();
+    await new Promise((r) => setTimeout(r, 20));
+    for (const s of sessions) s.destroy();
+    for (const socket of sockets) socket.destroy();
+    await core.store.close();
+  }
+
+  return {
+    url: `http://${hostPart}:${port}`,
+    port,
+    core,
+    close: (graceMs) => {
+      closing ??= close(graceMs);
+      return closing;
+    },
+  };
+}

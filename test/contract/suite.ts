@@ -1,0 +1,20 @@
+import { collectCases } from "./collect.cases.js";
+import { commitCases } from "./commit.cases.js";
+import { interruptCases } from "./interrupt.cases.js";
+import { limitCases } from "./limits.cases.js";
+import type { Capabilities, Target } from "./target.js";
+import { ttlCases } from "./ttl.cases.js";
+import { validationCases } from "./validation.cases.js";
+
+/**
+ * CONTRACT §2–§5 as tests, against any server reachable through `target()`
+ * (resolved when tests run). `caps` is known when tests are collected: skips come from it.
+ */
+export function contractSuite(caps: Capabilities, target: () => Target): void {
+  validationCases(target);
+  collectCases(target);
+  commitCases(target);
+  interruptCases(target);
+  limitCases(target);
+  ttlCases(caps, target);
+}

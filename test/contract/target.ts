@@ -1,0 +1,40 @@
+import type { Transport } from "@connectrpc/connect";
+import type { Limits } from "../../src/core/limits.js";
+
+/** What a contract run is pointed at: one transport to one running server. */
+export interface Target {
+  /** e.g. "node/grpc" */
+  name: string;
+  transport: Transport;
+  /** The limits the server was started with (the suite breaches each one). */
+  limits: Limits;
+  /** Pause between echo sentences on the server: how long a long reply takes. */
+  echoDelayMs: number;
+}
+
+/**
+ * What a server under test can or cannot do. Every skip in the suite comes from
+ * here, and each runtime states its gaps (with the reason) in one place.
+ */
+export interface Capabilities {
+  /** Moves the server's clock forward (in-process servers only): TTL tests. */
+  advanceClock?: (ms: number) => void;
+}
+
+/** Limits every test server is started with: small, so each breach is cheap to reach. */
+export const TEST_LIMITS: Limits = {
+  maxChunkTextBytes: 1024,
+  maxSessionTextBytes: 4096,
+  maxChunksPerSession: 40,
+  maxAudioBytesPerSession: 64 * 1024,
+  maxScreenshotBytes: 8 * 1024,
+  maxOpenSessionsPerDevice: 8,
+  maxOpenSessionsPerInstance: 100_000,
+  idleTtlMs: 60_000,
+  maxHoldMs: 600_000,
+  tombstoneTtlMs: 300_000,
+  maxConcurrentReplies: 120,
+  maxRequestBytes: 128 * 1024,
+};
+
+export const TEST_ECHO_DELAY_MS = 5;

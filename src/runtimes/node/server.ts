@@ -3,9 +3,11 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
+import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import { createHttpApp } from "../../core/http-app.js";
 import { createPttCore, type PttCore, type PttCoreOptions } from "../../core/ptt-core.js";
 import { routes } from "../../core/streaming-service.js";
+import { createNodeBridge } from "./bridge-ws.js";
 import { createOnePortServer } from "./one-port.js";
 
 type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
@@ -28,8 +30,9 @@ export interface NodeServer {
 }
 
 /**
- * ptt-edge on Node: gRPC (h2c), Connect (HTTP/1.1 and HTTP/2) and gRPC-Web on
- * one port, with the Hono app for /healthz, /readyz and /metrics.
+ * ptt-edge on Node: gRPC (h2c), Connect (HTTP/1.1 and HTTP/2), gRPC-Web and the
+ * WebSocket bridge (/v1/bridge) on one port, with the Hono app for /healthz,
+ * /readyz and /metrics.
  */
 export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
   const core = createPttCore(options.config);
@@ -41,7 +44,11 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     // Hono's listener takes both request kinds; its types name the http2 ones differently.
     fallback: getRequestListener(createHttpApp(core).fetch) as unknown as Fallback,
   });
+  const bridge = createNodeBridge(createBridgeHandlers(core));
   const h1 = http.createServer(handler);
+  h1.on("upgrade", (req, socket, head) => {
+    if (!bridge.upgrade(req, socket, head)) socket.destroy();
+  });
   const h2 = http2.createServer({}, handler);
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<Socket>();
@@ -64,6 +71,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
 
   async function close(graceMs = options.graceMs ?? 10_000): Promise<void> {
     tcp.close();
+    bridge.close();
     // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
     for (const s of sessions) s.close();
     h1.closeIdleConnections();

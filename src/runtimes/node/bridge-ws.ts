@@ -1,0 +1,83 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { type WebSocket, WebSocketServer } from "ws";
+import { BridgeConnection, type BridgeHandlers } from "../../bridge/server/bridge-connection.js";
+import { bridgeRequestHeaders, selectProtocol } from "../../bridge/server/handshake.js";
+import type { BridgeSocket } from "../../bridge/server/socket-port.js";
+
+export const BRIDGE_PATH = "/v1/bridge";
+const KEEPALIVE_MS = 30_000;
+
+/**
+ * The bridge on Node: `ws` accepts upgrades on /v1/bridge of the shared HTTP/1.1
+ * server, enforces the frame-size limit, and keeps idle sockets honest with
+ * ping/pong. Everything about frames and calls happens in BridgeConnection.
+ */
+export function createNodeBridge(handlers: BridgeHandlers) {
+  const wss = new WebSocketServer({
+    noServer: true,
+    // ws closes over-size frames with 1009 before buffering them.
+    maxPayload: handlers.options.maxFrameBytes,
+    perMessageDeflate: false,
+    handleProtocols: (offers) => selectProtocol([...offers]) ?? false,
+  });
+  const alive = new WeakSet<WebSocket>();
+  const keepalive = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, KEEPALIVE_MS);
+  keepalive.unref();
+
+  function accept(ws: WebSocket, req: IncomingMessage): void {
+    alive.add(ws);
+    ws.on("pong", () => alive.add(ws));
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (typeof v === "string") headers.set(k, v);
+    }
+    const socket: BridgeSocket = {
+      send: (data) => ws.send(data, { binary: true }, () => conn.drained()),
+      close: (code, reason) => ws.close(code, reason),
+      bufferedAmount: () => ws.bufferedAmount,
+      pauseReading: () => ws.pause(),
+      resumeReading: () => ws.resume(),
+    };
+    const conn = new BridgeConnection(
+      handlers,
+      socket,
+      bridgeRequestHeaders(headers),
+      `http://${req.headers.host ?? "localhost"}${req.url ?? BRIDGE_PATH}`,
+    );
+    ws.on("message", (data, isBinary) => {
+      // binaryType is the default "nodebuffer": every message arrives as one Buffer.
+      const bytes = data as Buffer;
+      conn.receive(isBinary ? bytes : bytes.toString("utf8"));
+    });
+    ws.on("close", () => conn.closedByPeer());
+    ws.on("error", () => ws.terminate());
+    conn.open();
+  }
+
+  return {
+    /** Handles an HTTP/1.1 upgrade; returns false when the path is not the bridge's. */
+    upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+      const path = (req.url ?? "").split("?")[0];
+      if (path !== BRIDGE_PATH) return false;
+      // Clients that offer no subprotocol are served too; ours is selected when offered.
+      wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
+      return true;
+    },
+    /** Closes every bridge socket (server shutdown). */
+    close(): void {
+      clearInterval(keepalive);
+      for (const ws of wss.clients) ws.close(1001, "server shutting down");
+      wss.close();
+    },
+  };
+}

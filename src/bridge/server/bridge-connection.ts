@@ -100,10 +100,8 @@ export class BridgeConnection {
   receive(data: Uint8Array | string): void {
     if (this.closed) return;
     if (typeof data === "string") {
-      return this.fail(
-        CLOSE.unsupportedData,
-        "text frames are not supported; send binary ClientFrames",
-      );
+      this.fail(CLOSE.unsupportedData, "text frames are not supported: send binary ClientFrames");
+      return;
     }
     const max = this.handlers.options.maxFrameBytes;
     if (data.byteLength > max) {

@@ -13,7 +13,7 @@ import { validationCases } from "./validation.cases.js";
 export function contractSuite(caps: Capabilities, target: () => Target): void {
   validationCases(target);
   collectCases(target);
-  commitCases(target);
+  commitCases(caps, target);
   interruptCases(target);
   limitCases(target);
   ttlCases(caps, target);

@@ -19,6 +19,8 @@ export interface Target {
 export interface Capabilities {
   /** Moves the server's clock forward (in-process servers only): TTL tests. */
   advanceClock?: (ms: number) => void;
+  /** The transport delivers response headers with the trailers, at the end (the bridge). */
+  headersWithTrailers?: boolean;
 }
 
 /** Limits every test server is started with: small, so each breach is cheap to reach. */

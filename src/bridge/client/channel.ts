@@ -1,0 +1,252 @@
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  type CallEnd,
+  ClientFrameSchema,
+  type Hello,
+  type ServerFrame,
+  ServerFrameSchema,
+} from "../../gen/bridge_pb.js";
+
+/** The subset of the browser WebSocket API the channel uses (the `ws` package has it too). */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export type ChannelState = "connecting" | "open" | "reconnecting" | "closed";
+
+export type CallBody = MessageInitShape<typeof ClientFrameSchema>["body"];
+
+export interface CallHandlers {
+  /** Every frame of the call but its CallEnd. */
+  onFrame(body: ServerFrame["body"]): void;
+  /** Exactly once: the CallEnd from the server, or a synthetic one when the call is lost. */
+  onEnd(end: Pick<CallEnd, "code" | "message" | "metadata">): void;
+  /**
+   * Whether to send the call again on the next connection if this one drops before
+   * its CallEnd. Only for idempotent calls (sequenced COLLECT, CANCEL).
+   */
+  resend: boolean;
+}
+
+export interface CallHandle {
+  /** Sends CancelCall; the call still ends with its CallEnd. */
+  cancel(): void;
+}
+
+export interface ChannelOptions {
+  /** Browser: globalThis.WebSocket. Node: the `ws` package's WebSocket. */
+  WebSocket?: WebSocketFactory;
+  /** Sent as a `bearer.<token>` subprotocol: browsers cannot set an Authorization header. */
+  token?: string;
+  /** First reconnect delay; doubles up to maxBackoffMs, with jitter. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  onState?: (state: ChannelState) => void;
+}
+
+interface Pending {
+  body: CallBody;
+  handlers: CallHandlers;
+  /** The call id on the current socket; 0 while waiting to be (re)sent. */
+  id: number;
+}
+
+const OPEN = 1;
+
+/**
+ * One reconnecting bridge WebSocket carrying many calls (CONTRACT §6). Calls that
+ * may be repeated safely are sent again after a reconnect; the others end with
+ * `unavailable`, so nothing is silently lost and nothing runs twice.
+ */
+export class BridgeChannel {
+  private ws: WebSocketLike | undefined;
+  private nextId = 1;
+  private readonly live = new Map<number, Pending>();
+  private queue: Pending[] = [];
+  private attempt = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stateValue: ChannelState = "connecting";
+  private helloValue: Hello | undefined;
+  private helloWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly url: string,
+    private readonly options: ChannelOptions = {},
+  ) {
+    this.open();
+  }
+
+  get state(): ChannelState {
+    return this.stateValue;
+  }
+
+  /** The server's Hello of the current connection (limits in force). */
+  get hello(): Hello | undefined {
+    return this.helloValue;
+  }
+
+  /** Resolves once a connection is open and its Hello arrived. */
+  ready(): Promise<void> {
+    if (this.stateValue === "open") return Promise.resolve();
+    return new Promise((resolve) => this.helloWaiters.push(resolve));
+  }
+
+  call(body: CallBody, handlers: CallHandlers): CallHandle {
+    const pending: Pending = { body, handlers, id: 0 };
+    if (this.stateValue === "closed") {
+      handlers.onEnd({ code: "unavailable", message: "bridge channel is closed", metadata: {} });
+    } else if (this.stateValue === "open") this.send(pending);
+    else this.queue.push(pending);
+    return {
+      cancel: () => {
+        if (pending.id !== 0 && this.live.get(pending.id) === pending) {
+          this.sendFrame(pending.id, { case: "cancel", value: {} });
+        } else if (this.queue.includes(pending)) {
+          this.queue = this.queue.filter((p) => p !== pending);
+          handlers.onEnd({
+            code: "canceled",
+            message: "call cancelled before it was sent",
+            metadata: {},
+          });
+        }
+      },
+    };
+  }
+
+  close(): void {
+    this.setState("closed");
+    clearTimeout(this.timer);
+    this.ws?.close(1000, "client closed");
+    this.ws = undefined;
+    this.failAll("bridge channel closed", () => true);
+  }
+
+  /** Closes the current socket as if the network dropped it (tests, network changes). */
+  drop(): void {
+    this.ws?.close(4000, "dropped by client");
+  }
+
+  private open(): void {
+    const Ctor =
+      this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+    if (!Ctor) throw new Error("no WebSocket implementation: pass options.WebSocket");
+    const protocols = ["ptt.bridge.v1"];
+    if (this.options.token) protocols.push(`bearer.${this.options.token}`);
+    const ws = new Ctor(this.url, protocols);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onmessage = (ev) => {
+      if (this.ws === ws) this.receive(ev.data);
+    };
+    ws.onclose = () => {
+      if (this.ws === ws) this.lost();
+    };
+    ws.onerror = () => {
+      // A close event always follows; reconnecting happens there.
+    };
+  }
+
+  private receive(data: unknown): void {
+    const bytes =
+      data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null;
+    if (!bytes) return;
+    const frame = fromBinary(ServerFrameSchema, bytes);
+    const body = frame.body;
+    if (body.case === "hello") {
+      this.helloValue = body.value;
+      this.attempt = 0;
+      this.setState("open");
+      const queued = this.queue;
+      this.queue = [];
+      for (const p of queued) this.send(p);
+      const waiters = this.helloWaiters;
+      this.helloWaiters = [];
+      for (const w of waiters) w();
+      return;
+    }
+    const pending = this.live.get(frame.callId);
+    if (!pending) return;
+    if (body.case === "end") {
+      this.live.delete(frame.callId);
+      pending.handlers.onEnd(body.value);
+    } else {
+      pending.handlers.onFrame(body);
+    }
+  }
+
+  private send(pending: Pending): void {
+    const id = this.nextId;
+    // call_id is a uint32 > 0, unique among running calls.
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const bytes = encode(id, pending.body);
+    const max = Number(this.helloValue?.limits.max_frame_bytes ?? Number.POSITIVE_INFINITY);
+    if (bytes.byteLength > max) {
+      // The server would close the socket (1009) and a resent call would loop: refuse it here.
+      pending.handlers.onEnd({
+        code: "resource_exhausted",
+        message: `max_frame_bytes: frame of ${bytes.byteLength} bytes exceeds ${max}`,
+        metadata: {},
+      });
+      return;
+    }
+    pending.id = id;
+    this.live.set(id, pending);
+    this.ws?.send(bytes);
+  }
+
+  private sendFrame(callId: number, body: CallBody): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN) return;
+    ws.send(encode(callId, body));
+  }
+
+  /** The socket is gone: re-queue what may be resent, fail the rest, reconnect. */
+  private lost(): void {
+    this.ws = undefined;
+    this.helloValue = undefined;
+    if (this.stateValue === "closed") return;
+    this.failAll("bridge connection lost before the call ended", (p) => !p.handlers.resend);
+    // Older calls first: chunks keep their order across the reconnect.
+    const again = [...this.live.values()];
+    for (const p of again) p.id = 0;
+    this.queue = [...again, ...this.queue];
+    this.live.clear();
+    this.setState("reconnecting");
+    const min = this.options.minBackoffMs ?? 100;
+    const max = this.options.maxBackoffMs ?? 5000;
+    const delay = Math.min(max, min * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt++;
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  private failAll(message: string, which: (p: Pending) => boolean): void {
+    for (const [id, p] of this.live) {
+      if (!which(p)) continue;
+      this.live.delete(id);
+      p.handlers.onEnd({ code: "unavailable", message, metadata: {} });
+    }
+    const failed = this.queue.filter(which);
+    this.queue = this.queue.filter((p) => !which(p));
+    for (const p of failed) p.handlers.onEnd({ code: "unavailable", message, metadata: {} });
+  }
+
+  private setState(state: ChannelState): void {
+    if (this.stateValue === state) return;
+    this.stateValue = state;
+    this.options.onState?.(state);
+  }
+}
+
+function encode(callId: number, body: CallBody): Uint8Array {
+  return toBinary(ClientFrameSchema, create(ClientFrameSchema, { callId, body }));
+}

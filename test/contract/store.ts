@@ -836,7 +836,7 @@ export function testStore(name: string, makeStore: MakeStore): void {
         ["DELTA", DELTA],
         ["SNAPSHOT", SNAPSHOT],
       ] as const)("%s: audio pieces are returned in seq order", async (_, mode) => {
-        const { store, collectAll, commit } = await setup();
+        const { collectAll, commit } = await setup();
         const key = newKey();
         await collectAll(key, [
           chunk(3, "three", mode, { audio: audio(3) }),

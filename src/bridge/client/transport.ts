@@ -108,7 +108,7 @@ async function* streamCall(
         wake?.();
       },
       onEnd: (e) => {
-        metadataHeaders(e).forEach((v, k) => trailer.set(k, v));
+        for (const [k, v] of metadataHeaders(e)) trailer.set(k, v);
         end = { error: callError(e) };
         wake?.();
       },

@@ -1,0 +1,306 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  ChunkMode,
+  type InterruptResponse,
+  RequestPhase,
+  type StreamRequest,
+  StreamRequestSchema,
+  type StreamResponse,
+} from "../../gen/streaming_pb.js";
+import { BridgeChannel, type ChannelOptions, type ChannelState } from "./channel.js";
+import { callError } from "./errors.js";
+
+export interface PttOptions extends ChannelOptions {
+  hardwareId: string;
+}
+
+export type TextMode = "snapshot" | "delta";
+
+export interface ChunkAck {
+  seq: number;
+  /** What the server did with it: `stale` and `duplicate` are acks too. */
+  outcome: "accepted" | "duplicate" | "stale";
+  lastSeq: number;
+}
+
+export type ReplyPart =
+  | { kind: "text"; text: string }
+  | { kind: "audio"; data: Uint8Array; dtype: string; sampleRate: number; channels: number }
+  | { kind: "action"; json: string; featureId?: string | undefined };
+
+export interface ReplyStatus {
+  /** undefined when the reply completed. */
+  error?: ConnectError | undefined;
+  /** The end_message, when the reply completed. */
+  endMessage?: string | undefined;
+  /** Headers and trailers of the call (ptt-turn-id, ptt-commit-ms). */
+  metadata: Headers;
+}
+
+/** One streamed reply: iterate it for parts; `done` settles with how it ended. */
+export interface Reply extends AsyncIterable<ReplyPart> {
+  readonly done: Promise<ReplyStatus>;
+  cancel(): void;
+}
+
+type RequestFields = Omit<MessageInitShape<typeof StreamRequestSchema>, "$typeName">;
+
+const MODES: Record<TextMode, ChunkMode> = {
+  snapshot: ChunkMode.SNAPSHOT,
+  delta: ChunkMode.DELTA,
+};
+
+/**
+ * Push-to-talk over the bridge: `const ptt = connect(url, { hardwareId })`,
+ * `const hold = ptt.hold()`, `hold.text(partial)`, `await hold.release()`.
+ * Chunks are numbered and kept until acked; after a reconnect every un-acked
+ * chunk is sent again (the server drops duplicates by seq) before the COMMIT.
+ */
+export function connect(url: string, options: PttOptions): Ptt {
+  return new Ptt(url, options);
+}
+
+export class Ptt {
+  readonly channel: BridgeChannel;
+
+  constructor(
+    url: string,
+    private readonly options: PttOptions,
+  ) {
+    this.channel = new BridgeChannel(url, options);
+  }
+
+  get state(): ChannelState {
+    return this.channel.state;
+  }
+
+  get hardwareId(): string {
+    return this.options.hardwareId;
+  }
+
+  /** Starts a hold (a key press): a new session id. */
+  hold(options: { mode?: TextMode } = {}): Hold {
+    return new Hold(this, crypto.randomUUID(), MODES[options.mode ?? "snapshot"]);
+  }
+
+  /** Stops every reply of this device that is playing. */
+  interrupt(): Promise<InterruptResponse> {
+    return new Promise((resolve, reject) => {
+      let answer: InterruptResponse | undefined;
+      this.channel.call(
+        { case: "interrupt", value: { hardwareId: this.options.hardwareId } },
+        {
+          resend: true, // interrupting twice is the same as once
+          onFrame: (body) => {
+            if (body.case === "interrupt") answer = body.value;
+          },
+          onEnd: (end) => {
+            const error = callError(end);
+            if (error) reject(error);
+            else if (answer) resolve(answer);
+            else reject(new ConnectError("interrupt ended without an answer", Code.Internal));
+          },
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.channel.close();
+  }
+}
+
+export class Hold {
+  private seq = 0;
+  private readonly inFlight = new Set<Promise<ChunkAck>>();
+  private firstError: ConnectError | undefined;
+  private ackedCount = 0;
+  private sealed = false;
+
+  constructor(
+    private readonly ptt: Ptt,
+    readonly sessionId: string,
+    private readonly mode: ChunkMode,
+  ) {}
+
+  /** Chunks sent and not yet acked (they are resent after a reconnect). */
+  get pending(): number {
+    return this.inFlight.size;
+  }
+
+  get acked(): number {
+    return this.ackedCount;
+  }
+
+  /** The transcript so far (snapshot mode) or the next piece (delta mode). */
+  text(partial: string): Promise<ChunkAck> {
+    return this.collect({ chunkText: partial });
+  }
+
+  /** Audio captured while the key is held, e.g. a MediaRecorder chunk. */
+  audio(
+    data: Uint8Array,
+    format: { encoding: string; sampleRate?: number; channels?: number },
+  ): Promise<ChunkAck> {
+    return this.collect({
+      chunkAudio: {
+        data,
+        encoding: format.encoding,
+        sampleRate: format.sampleRate ?? 0,
+        channels: format.channels ?? 0,
+      },
+    });
+  }
+
+  /**
+   * Key released: waits until every chunk is acked (across reconnects), then commits
+   * and returns the streaming reply. Rejects if a chunk was refused, so nothing is
+   * committed without the client knowing what is missing.
+   */
+  async release(options: { prompt?: string } = {}): Promise<Reply> {
+    this.seal("release");
+    await Promise.allSettled([...this.inFlight]);
+    if (this.firstError) throw this.firstError;
+    return streamReply(
+      this.ptt.channel,
+      this.request(RequestPhase.COMMIT, 0, { prompt: options.prompt ?? "" }),
+    );
+  }
+
+  /** Abandons the hold: the server drops its buffer and refuses late chunks. */
+  async cancel(): Promise<void> {
+    this.sealed = true;
+    const reply = streamReply(this.ptt.channel, this.request(RequestPhase.CANCEL, 0, {}), true);
+    for await (const _ of reply) {
+      // CANCEL answers one CANCEL_ACCEPTED frame
+    }
+    const status = await reply.done;
+    if (status.error) throw status.error;
+  }
+
+  private collect(fields: RequestFields): Promise<ChunkAck> {
+    this.seal("add a chunk to");
+    const seq = ++this.seq;
+    const req = this.request(RequestPhase.COLLECT, seq, fields);
+    const ack = new Promise<ChunkAck>((resolve, reject) => {
+      this.ptt.channel.call(
+        { case: "streamAudio", value: req },
+        {
+          resend: true, // sequenced: the server acks a repeat as `duplicate`
+          onFrame: () => {},
+          onEnd: (end) => {
+            const error = callError(end);
+            if (error) {
+              this.firstError ??= error;
+              reject(error);
+              return;
+            }
+            this.ackedCount++;
+            resolve({
+              seq,
+              outcome: (end.metadata["ptt-collect"] ?? "accepted") as ChunkAck["outcome"],
+              lastSeq: Number(end.metadata["ptt-last-seq"] ?? seq),
+            });
+          },
+        },
+      );
+    });
+    this.inFlight.add(ack);
+    const settle = () => this.inFlight.delete(ack);
+    ack.then(settle, settle);
+    return ack;
+  }
+
+  private request(phase: RequestPhase, seq: number, fields: RequestFields): StreamRequest {
+    return create(StreamRequestSchema, {
+      ...fields,
+      hardwareId: this.ptt.hardwareId,
+      sessionId: this.sessionId,
+      phase,
+      chunkSeq: seq,
+      chunkMode: this.mode,
+    });
+  }
+
+  private seal(what: string): void {
+    if (this.sealed) {
+      throw new ConnectError(
+        `cannot ${what} hold ${this.sessionId}: it was released or cancelled`,
+        Code.FailedPrecondition,
+      );
+    }
+    if (what === "release") this.sealed = true;
+  }
+}
+
+function streamReply(channel: BridgeChannel, req: StreamRequest, resend = false): Reply {
+  const parts: ReplyPart[] = [];
+  let status: ReplyStatus | undefined;
+  let endMessage: string | undefined;
+  let wake: (() => void) | undefined;
+  let settle!: (s: ReplyStatus) => void;
+  const done = new Promise<ReplyStatus>((r) => {
+    settle = r;
+  });
+  const handle = channel.call(
+    { case: "streamAudio", value: req },
+    {
+      resend,
+      onFrame: (body) => {
+        if (body.case !== "response") return;
+        const part = toPart(body.value);
+        if (part) parts.push(part);
+        if (body.value.content.case === "endMessage") endMessage = body.value.content.value;
+        wake?.();
+      },
+      onEnd: (end) => {
+        status = { error: callError(end), endMessage, metadata: new Headers(end.metadata) };
+        settle(status);
+        wake?.();
+      },
+    },
+  );
+  return {
+    done,
+    cancel: () => handle.cancel(),
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        const next = parts.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (status) {
+          if (status.error) throw status.error;
+          return;
+        }
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = undefined;
+      }
+    },
+  };
+}
+
+function toPart(res: StreamResponse): ReplyPart | undefined {
+  const c = res.content;
+  switch (c.case) {
+    case "textChunk":
+      return { kind: "text", text: c.value };
+    case "audioChunk":
+      return {
+        kind: "audio",
+        data: c.value.audioData,
+        dtype: c.value.dtype,
+        sampleRate: c.value.sampleRate,
+        channels: c.value.channels,
+      };
+    case "actionMessage":
+      return { kind: "action", json: c.value.actionJson, featureId: c.value.featureId };
+    default:
+      // end_message and error_message are the call's status, reported by `done`.
+      return undefined;
+  }
+}

@@ -149,7 +149,7 @@ function parseMetrics(text: string): Scrape {
 }
 
 /** A sample's value; a labelled counter not yet incremented has no line and counts as 0. */
-function valueOf(scrape: Scrape, name: string, labels: Record<string, string> = {}): number {
+function sampleValue(scrape: Scrape, name: string, labels: Record<string, string> = {}): number {
   const want = Object.entries(labels);
   const s = scrape.samples.find(
     (x) => x.name === name && want.every(([k, v]) => x.labels[k] === v),
@@ -247,56 +247,56 @@ describe("node: health, readiness and metrics (CONTRACT §7)", () => {
     const c1 = await streamAudio(client, collect(hw, sid, 1, "hello "));
     expect(c1.code).toBeUndefined();
     const m1 = await scrape();
-    expect(valueOf(m1, "ptt_chunks_total", accepted)).toBe(
-      valueOf(m0, "ptt_chunks_total", accepted) + 1,
+    expect(sampleValue(m1, "ptt_chunks_total", accepted)).toBe(
+      sampleValue(m0, "ptt_chunks_total", accepted) + 1,
     );
-    expect(valueOf(m1, "ptt_open_sessions")).toBe(valueOf(m0, "ptt_open_sessions") + 1);
-    expect(valueOf(m1, "ptt_buffered_bytes")).toBeGreaterThanOrEqual(
-      valueOf(m0, "ptt_buffered_bytes") + "hello ".length,
+    expect(sampleValue(m1, "ptt_open_sessions")).toBe(sampleValue(m0, "ptt_open_sessions") + 1);
+    expect(sampleValue(m1, "ptt_buffered_bytes")).toBeGreaterThanOrEqual(
+      sampleValue(m0, "ptt_buffered_bytes") + "hello ".length,
     );
 
     // A retried chunk is counted as duplicate, not accepted.
     const dup = await streamAudio(client, collect(hw, sid, 1, "hello "));
     expect(dup.code).toBeUndefined();
     const m2 = await scrape();
-    expect(valueOf(m2, "ptt_chunks_total", accepted)).toBe(
-      valueOf(m1, "ptt_chunks_total", accepted),
+    expect(sampleValue(m2, "ptt_chunks_total", accepted)).toBe(
+      sampleValue(m1, "ptt_chunks_total", accepted),
     );
-    expect(valueOf(m2, "ptt_chunks_total", { outcome: "duplicate" })).toBe(
-      valueOf(m1, "ptt_chunks_total", { outcome: "duplicate" }) + 1,
+    expect(sampleValue(m2, "ptt_chunks_total", { outcome: "duplicate" })).toBe(
+      sampleValue(m1, "ptt_chunks_total", { outcome: "duplicate" }) + 1,
     );
-    expect(valueOf(m2, "ptt_open_sessions")).toBe(valueOf(m1, "ptt_open_sessions"));
+    expect(sampleValue(m2, "ptt_open_sessions")).toBe(sampleValue(m1, "ptt_open_sessions"));
 
     const r = await streamAudio(client, commit(hw, sid));
     expect(r.code).toBeUndefined();
     expect(replyText(r)).toBe("hello ");
     expect(endMessage(r)).toBe("RESPONSE_COMPLETED");
     const m3 = await scrape();
-    expect(valueOf(m3, "ptt_commits_total", { outcome: "ok" })).toBe(
-      valueOf(m0, "ptt_commits_total", { outcome: "ok" }) + 1,
+    expect(sampleValue(m3, "ptt_commits_total", { outcome: "ok" })).toBe(
+      sampleValue(m0, "ptt_commits_total", { outcome: "ok" }) + 1,
     );
-    expect(valueOf(m3, "ptt_commit_first_frame_ms_count")).toBe(
-      valueOf(m0, "ptt_commit_first_frame_ms_count") + 1,
+    expect(sampleValue(m3, "ptt_commit_first_frame_ms_count")).toBe(
+      sampleValue(m0, "ptt_commit_first_frame_ms_count") + 1,
     );
-    expect(valueOf(m3, "ptt_commit_first_frame_ms_sum")).toBeGreaterThan(
-      valueOf(m0, "ptt_commit_first_frame_ms_sum"),
+    expect(sampleValue(m3, "ptt_commit_first_frame_ms_sum")).toBeGreaterThan(
+      sampleValue(m0, "ptt_commit_first_frame_ms_sum"),
     );
-    expect(valueOf(m3, "ptt_commit_first_frame_ms_bucket", { le: "+Inf" })).toBe(
-      valueOf(m0, "ptt_commit_first_frame_ms_bucket", { le: "+Inf" }) + 1,
+    expect(sampleValue(m3, "ptt_commit_first_frame_ms_bucket", { le: "+Inf" })).toBe(
+      sampleValue(m0, "ptt_commit_first_frame_ms_bucket", { le: "+Inf" }) + 1,
     );
-    expect(valueOf(m3, "ptt_open_sessions")).toBe(valueOf(m0, "ptt_open_sessions"));
-    expect(valueOf(m3, "ptt_buffered_bytes")).toBe(valueOf(m0, "ptt_buffered_bytes"));
-    expect(valueOf(m3, "ptt_replies_in_flight")).toBe(0);
+    expect(sampleValue(m3, "ptt_open_sessions")).toBe(sampleValue(m0, "ptt_open_sessions"));
+    expect(sampleValue(m3, "ptt_buffered_bytes")).toBe(sampleValue(m0, "ptt_buffered_bytes"));
+    expect(sampleValue(m3, "ptt_replies_in_flight")).toBe(0);
 
     // A second COMMIT of the same session is counted, not replied to.
     const again = await streamAudio(client, commit(hw, sid));
     expect(again.code).toBeDefined();
     const m4 = await scrape();
-    expect(valueOf(m4, "ptt_commits_total", { outcome: "ok" })).toBe(
-      valueOf(m3, "ptt_commits_total", { outcome: "ok" }),
+    expect(sampleValue(m4, "ptt_commits_total", { outcome: "ok" })).toBe(
+      sampleValue(m3, "ptt_commits_total", { outcome: "ok" }),
     );
-    expect(valueOf(m4, "ptt_commits_total", { outcome: "already_committed" })).toBe(
-      valueOf(m3, "ptt_commits_total", { outcome: "already_committed" }) + 1,
+    expect(sampleValue(m4, "ptt_commits_total", { outcome: "already_committed" })).toBe(
+      sampleValue(m3, "ptt_commits_total", { outcome: "already_committed" }) + 1,
     );
 
     // h2c serves the same numbers as HTTP/1.1.
@@ -320,8 +320,8 @@ describe("node: health, readiness and metrics (CONTRACT §7)", () => {
     });
     await scraping;
     expect(endMessage(r)).toBe("RESPONSE_COMPLETED");
-    expect(during && valueOf(during, "ptt_replies_in_flight")).toBe(1);
-    expect(valueOf(await scrape(), "ptt_replies_in_flight")).toBe(0);
+    expect(during && sampleValue(during, "ptt_replies_in_flight")).toBe(1);
+    expect(sampleValue(await scrape(), "ptt_replies_in_flight")).toBe(0);
   });
 
   it("logs structured JSON lines and never the transcript at info level", () => {

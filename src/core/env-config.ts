@@ -13,6 +13,15 @@ export interface ServerConfig {
   core: PttCoreOptions;
 }
 
+const KNOWN_VARS = [
+  "PTT_BARGE_IN",
+  "PTT_AUTH_TOKENS",
+  "PTT_GRACE_MS",
+  "PTT_LOG_LEVEL",
+  "PTT_END_MESSAGE",
+  "PTT_ECHO_DELAY_MS",
+];
+
 /** Environment variable of each limit: PTT_ + its wire name in upper case. */
 export function limitEnvName(limit: keyof Limits): string {
   return `PTT_${LIMIT_NAMES[limit].toUpperCase()}`;
@@ -23,6 +32,17 @@ export function limitEnvName(limit: keyof Limits): string {
  * failing loudly with the variable's name rather than starting on a typo.
  */
 export function configFromEnv(env: Env): ServerConfig {
+  const known = new Set([
+    ...KNOWN_VARS,
+    ...Object.keys(DEFAULT_LIMITS).map((k) => limitEnvName(k as keyof Limits)),
+  ]);
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("PTT_") && !known.has(name)) {
+      throw new Error(
+        `${name}: unknown setting (a typo?); known PTT_ variables: ${[...known].sort().join(", ")}`,
+      );
+    }
+  }
   const limits: Partial<Limits> = {};
   for (const key of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) {
     const name = limitEnvName(key);
@@ -31,7 +51,7 @@ export function configFromEnv(env: Env): ServerConfig {
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
   const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
   return {
-    port: env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0),
+    port: env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535),
     host: env.HOST || "127.0.0.1",
     graceMs: env.PTT_GRACE_MS === undefined ? 10_000 : positiveInt(env, "PTT_GRACE_MS", 0),
     logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
@@ -46,11 +66,12 @@ export function configFromEnv(env: Env): ServerConfig {
   };
 }
 
-function positiveInt(env: Env, name: string, min = 1): number {
+function positiveInt(env: Env, name: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name] ?? "";
   const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new Error(`${name}: must be an integer >= ${min}; got "${raw.slice(0, 40)}"`);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new Error(`${name}: must be an integer ${range}; got "${raw.slice(0, 40)}"`);
   }
   return n;
 }
@@ -66,8 +87,11 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
 function parseTokens(raw: string): Map<string, string> {
   const tokens = new Map<string, string>();
   for (const pair of raw.split(",")) {
-    const [hardwareId, token] = pair.split("=").map((s) => s.trim());
-    if (!hardwareId || !token) {
+    // Split on the first "=" only: base64 tokens end in "=" padding.
+    const at = pair.indexOf("=");
+    const hardwareId = pair.slice(0, at).trim();
+    const token = pair.slice(at + 1).trim();
+    if (at < 0 || !hardwareId || !token) {
       throw new Error('PTT_AUTH_TOKENS: expected "hardware_id=token,..." pairs');
     }
     tokens.set(token, hardwareId);

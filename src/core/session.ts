@@ -306,20 +306,17 @@ export function bufferedBytes(session: OpenSession): number {
   return session.textBytes + session.audioBytes + (session.screenshot?.data.length ?? 0);
 }
 
-/** Whether an OPEN session has run out of time, and why. */
-export function expiryOf(
-  session: OpenSession,
-  limits: Limits,
-  now: number,
-): "idle" | "hold" | null {
-  if (now - session.createdAt >= limits.maxHoldMs) return "hold";
-  if (now - session.touchedAt >= limits.idleTtlMs) return "idle";
-  return null;
+/** An OPEN session's end of life: when it expires if nothing else happens, and why. */
+export interface Expiry {
+  at: number;
+  why: "idle" | "hold";
 }
 
-/** When the session expires if nothing else happens. */
-export function deadlineOf(session: OpenSession, limits: Limits): number {
-  return Math.min(session.createdAt + limits.maxHoldMs, session.touchedAt + limits.idleTtlMs);
+export function expiryOf(session: OpenSession, limits: Limits): Expiry {
+  const idle = session.touchedAt + limits.idleTtlMs;
+  const hold = session.createdAt + limits.maxHoldMs;
+  // Whichever deadline came first is the reason, however late expiry is noticed.
+  return idle <= hold ? { at: idle, why: "idle" } : { at: hold, why: "hold" };
 }
 
 export function seal(

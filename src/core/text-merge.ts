@@ -14,12 +14,13 @@ export function mergeUnspecified(buffer: string, chunk: string): string {
   return commonPrefixLength(a, b) * 2 >= a.length ? chunk : buffer + chunk;
 }
 
-/** Lower case, letters and digits only (any script). */
+/** Lower case, letters (with their combining marks) and digits only, in any script. */
 export function normalise(text: string): string {
   return text.toLowerCase().replace(NON_ALNUM, "");
 }
 
-const NON_ALNUM = /[^\p{L}\p{N}]+/gu;
+// Combining marks stay: in Devanagari, Thai or Hebrew they distinguish words.
+const NON_ALNUM = /[^\p{L}\p{M}\p{N}]+/gu;
 
 function commonPrefixLength(a: string, b: string): number {
   const n = Math.min(a.length, b.length);

@@ -594,10 +594,10 @@ export function testStore(name: string, makeStore: MakeStore): void {
         );
       });
 
-      // BUG (reported): expiryOf() asks "which limit is exceeded now", not "which deadline came
-      // first", so a session that idled out and is noticed after the hold limit says "hold limit".
-      it.fails("the expiry reason is the deadline that came first, however late it is noticed", async () => {
-        const { store, clock, limits, commit } = await setup();
+      // Regression: the reason was once "which limit is exceeded now", not "which deadline came first".
+      it("the expiry reason is the deadline that came first, however late it is noticed", async () => {
+        // The tombstone must outlive the hold limit for the late COMMIT to meet it.
+        const { store, clock, limits, commit } = await setup({ tombstoneTtlMs: 10_000 });
         const key = newKey();
         await store.collect(key, chunk(1, "forgotten"));
         clock.advance(limits.maxHoldMs + 1);
@@ -631,9 +631,9 @@ export function testStore(name: string, makeStore: MakeStore): void {
         },
       );
 
-      // BUG (reported): a lazily noticed expiry is sealed at the moment it is noticed, not at its
-      // deadline, so the same late request is refused or accepted depending on whether a sweep ran.
-      it.fails("an expired session is forgotten tombstoneTtlMs after its deadline", async () => {
+      // Regression: a lazily noticed expiry was once sealed when noticed, not at its deadline, so the
+      // same late request was refused or accepted depending on whether a sweep had run.
+      it("an expired session is forgotten tombstoneTtlMs after its deadline", async () => {
         const { store, clock, limits } = await setup();
         const key = newKey();
         await store.collect(key, chunk(1, "x"));
@@ -754,10 +754,10 @@ export function testStore(name: string, makeStore: MakeStore): void {
         expect((await store.collect(newKey(hw), chunk(1, "fits"))).created).toBe(true);
       });
 
-      // BUG (reported): the memory store counts a session as open until it is sealed, and an
+      // Regression (was a bug): the memory store counts a session as open until it is sealed, and an
       // overdue session is sealed only when accessed or swept, so a device whose holds all expired
       // is refused until the sweeper runs (up to idleTtlMs/4 later).
-      it.fails("sessions past their deadline do not count against the open-session limits", async () => {
+      it("sessions past their deadline do not count against the open-session limits", async () => {
         const { store, clock, limits } = await setup({
           maxOpenSessionsPerDevice: 2,
           maxOpenSessionsPerInstance: 3,

@@ -144,11 +144,11 @@ describe("node: npm start (tsx src/runtimes/node/main.ts)", () => {
     expect(`${p.stderr()}${p.stdout()}`).toContain("PTT_BARGE_IN");
   }, 30_000);
 
-  // BUG (reported): PORT is read as any integer >= 0 (env-config.ts, no upper bound), so
+  // Regression (was a bug): PORT is read as any integer >= 0 (env-config.ts, no upper bound), so
   // PORT=70000 passes configuration and dies in net.listen with ERR_SOCKET_BAD_PORT and an
   // "options.port" stack that never names the PORT variable. Expected: rejected like the
   // other variables ("PORT: must be an integer 0..65535; got \"70000\"").
-  it.fails("refuses an out-of-range PORT and names the variable", async () => {
+  it("refuses an out-of-range PORT and names the variable", async () => {
     const p = run({ PORT: "70000" });
     const code = await within(p.exited, 15_000);
     expect(code).not.toBe("timeout");

@@ -10,41 +10,46 @@ import {
   expiryOf,
   type OpenSession,
   openSession,
+  type SealedState,
   type SessionKey,
-  type SessionRecord,
   seal,
+  type Tombstone,
 } from "../session.js";
 import { collectOnSealed, commitOnSealed } from "../session-errors.js";
 
 export interface MemoryStoreOptions {
   limits: Limits;
   clock: Clock;
-  /** Called once per session that expires (lazily or by the sweeper). */
+  /** Called with the number of sessions that expired (lazily or by the sweeper). */
   onExpired?: (count: number) => void;
 }
 
 /**
  * Single-process store. Every method body runs synchronously between awaits, so
- * each is atomic by construction. A sweeper reclaims expired sessions and old
- * tombstones; it is armed only while something is stored, so an idle server
- * has no timer at all. Correctness never waits for it: every access checks
- * expiry itself.
+ * each is atomic by construction. Expiry is decided from the clock on every
+ * access, and a session is sealed at its deadline, not when it is noticed, so
+ * answers never depend on when the sweeper last ran. The sweeper only reclaims
+ * memory; it is armed only while something is stored, so an idle server has no
+ * timer at all.
  */
 export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
   const { limits, clock } = options;
-  const records = new Map<string, SessionRecord>();
+  const open = new Map<string, OpenSession>();
+  // Insertion order is sealing order: the oldest tombstone is always first.
+  const sealed = new Map<string, Tombstone>();
   const openPerDevice = new Map<string, number>();
-  let open = 0;
   let sweepTimer: unknown;
 
   const sweepEvery = Math.max(1000, Math.min(limits.idleTtlMs, limits.tombstoneTtlMs) / 4);
+  // Tombstones are small, but ids are the client's to invent: bound them like open sessions.
+  const maxTombstones = limits.maxOpenSessionsPerInstance;
 
   function keyOf(key: SessionKey): string {
     return `${key.hardwareId}\n${key.sessionId}`;
   }
 
   function armSweeper(): void {
-    if (sweepTimer !== undefined || records.size === 0) return;
+    if (sweepTimer !== undefined || (open.size === 0 && sealed.size === 0)) return;
     sweepTimer = clock.setTimer(() => {
       sweepTimer = undefined;
       sweepNow();
@@ -52,84 +57,103 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     }, sweepEvery);
   }
 
-  function forgetOpen(session: OpenSession): void {
-    open--;
-    const n = (openPerDevice.get(session.hardwareId) ?? 1) - 1;
-    if (n === 0) openPerDevice.delete(session.hardwareId);
-    else openPerDevice.set(session.hardwareId, n);
-  }
-
-  /** Replaces an OPEN session with its tombstone. */
-  function sealOpen(
-    k: string,
-    session: OpenSession,
-    state: "committed" | "cancelled" | "expired",
-    now: number,
-    expiredBy?: "idle" | "hold",
-  ) {
-    forgetOpen(session);
-    const tomb = seal(session, state, now, expiredBy);
-    records.set(k, tomb);
+  function bury(k: string, tomb: Tombstone): Tombstone {
+    sealed.delete(k);
+    sealed.set(k, tomb);
+    if (sealed.size > maxTombstones) {
+      const oldest = sealed.keys().next().value;
+      if (oldest !== undefined) sealed.delete(oldest);
+    }
+    armSweeper();
     return tomb;
   }
 
+  function sealOpen(
+    k: string,
+    session: OpenSession,
+    state: SealedState,
+    at: number,
+    expiredBy?: "idle" | "hold",
+  ): Tombstone {
+    discard(k, session);
+    return bury(k, seal(session, state, at, expiredBy));
+  }
+
+  /** Seals the session if its deadline passed; returns the tombstone then. */
+  function expireIfDue(k: string, session: OpenSession, now: number): Tombstone | undefined {
+    const expiry = expiryOf(session, limits);
+    if (now < expiry.at) return undefined;
+    return sealOpen(k, session, "expired", expiry.at, expiry.why);
+  }
+
   /** The live record for a key, after applying any expiry that is due. */
-  function current(k: string, now: number): SessionRecord | undefined {
-    const record = records.get(k);
-    if (!record) return undefined;
-    if (record.state === "open") {
-      const why = expiryOf(record, limits, now);
-      if (why) {
-        options.onExpired?.(1);
-        return sealOpen(k, record, "expired", now, why);
-      }
-      return record;
-    }
-    if (now - record.sealedAt >= limits.tombstoneTtlMs) {
-      records.delete(k);
+  function current(k: string, now: number): OpenSession | Tombstone | undefined {
+    const session = open.get(k);
+    if (session) {
+      const tomb = expireIfDue(k, session, now);
+      if (!tomb) return session;
+      options.onExpired?.(1);
+      if (now - tomb.sealedAt < limits.tombstoneTtlMs) return tomb;
+      sealed.delete(k);
       return undefined;
     }
-    return record;
+    const tomb = sealed.get(k);
+    if (tomb && now - tomb.sealedAt >= limits.tombstoneTtlMs) {
+      sealed.delete(k);
+      return undefined;
+    }
+    return tomb;
   }
 
   function sweepNow(): number {
     const now = clock.now();
     let expired = 0;
-    for (const [k, record] of records) {
-      if (record.state === "open") {
-        const why = expiryOf(record, limits, now);
-        if (why) {
-          sealOpen(k, record, "expired", now, why);
-          expired++;
-        }
-      } else if (now - record.sealedAt >= limits.tombstoneTtlMs) {
-        records.delete(k);
-      }
+    for (const [k, session] of open) {
+      if (expireIfDue(k, session, now)) expired++;
+    }
+    for (const [k, tomb] of sealed) {
+      if (now - tomb.sealedAt >= limits.tombstoneTtlMs) sealed.delete(k);
     }
     if (expired > 0) options.onExpired?.(expired);
     return expired;
   }
 
-  function create(key: SessionKey, k: string, now: number): OpenSession {
-    if (open >= limits.maxOpenSessionsPerInstance) {
-      throw resourceExhausted(
-        LIMIT_NAMES.maxOpenSessionsPerInstance,
-        `this instance already holds ${open} open sessions`,
-      );
-    }
-    const perDevice = openPerDevice.get(key.hardwareId) ?? 0;
+  function checkRoom(hardwareId: string): void {
+    const perDevice = openPerDevice.get(hardwareId) ?? 0;
     if (perDevice >= limits.maxOpenSessionsPerDevice) {
       throw resourceExhausted(
         LIMIT_NAMES.maxOpenSessionsPerDevice,
-        `hardware_id ${key.hardwareId} already has ${perDevice} open sessions; commit or cancel one first`,
+        `hardware_id ${hardwareId} already has ${perDevice} open sessions; commit or cancel one first`,
       );
     }
+    if (open.size >= limits.maxOpenSessionsPerInstance) {
+      throw resourceExhausted(
+        LIMIT_NAMES.maxOpenSessionsPerInstance,
+        `this instance already holds ${open.size} open sessions`,
+      );
+    }
+  }
+
+  function create(key: SessionKey, k: string, now: number): OpenSession {
+    try {
+      checkRoom(key.hardwareId);
+    } catch {
+      // Sessions past their deadline must not hold places: reclaim them, then decide.
+      sweepNow();
+      checkRoom(key.hardwareId);
+    }
     const session = openSession(key, now);
-    records.set(k, session);
-    open++;
-    openPerDevice.set(key.hardwareId, perDevice + 1);
+    open.set(k, session);
+    openPerDevice.set(key.hardwareId, (openPerDevice.get(key.hardwareId) ?? 0) + 1);
     armSweeper();
     return session;
+  }
+
+  function discard(k: string, session: OpenSession): void {
+    open.delete(k);
+    const n = (openPerDevice.get(session.hardwareId) ?? 1) - 1;
+    if (n === 0) openPerDevice.delete(session.hardwareId);
+    else openPerDevice.set(session.hardwareId, n);
   }
 
   return {
@@ -144,10 +168,7 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
         return { outcome, lastSeq: session.lastSeq, created: record === undefined };
       } catch (err) {
         // A new session whose very first chunk was refused holds nothing: do not keep it.
-        if (record === undefined) {
-          records.delete(k);
-          forgetOpen(session);
-        }
+        if (record === undefined) discard(k, session);
         throw err;
       }
     },
@@ -158,13 +179,9 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       const record = current(k, now);
       if (record && record.state !== "open") throw commitOnSealed(record, limits);
       // A COMMIT without COLLECTs (single-shot clients) commits a hold of its own pieces.
-      const session = record ?? openSession(key, now);
-      const turn = commitTurn(session, pieces, limits, now, turnId);
+      const turn = commitTurn(record ?? openSession(key, now), pieces, limits, now, turnId);
       if (record) sealOpen(k, record, "committed", now);
-      else {
-        records.set(k, seal(key, "committed", now));
-        armSweeper();
-      }
+      else bury(k, seal(key, "committed", now));
       return turn;
     },
 
@@ -178,8 +195,7 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
         return "cancelled";
       }
       // Remember the cancel so chunks that overtook it on the wire are refused, not reopened.
-      records.set(k, seal(key, "cancelled", now));
-      armSweeper();
+      bury(k, seal(key, "cancelled", now));
       return "unknown";
     },
 
@@ -189,10 +205,8 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
 
     async stats(): Promise<StoreStats> {
       let bytes = 0;
-      for (const record of records.values()) {
-        if (record.state === "open") bytes += bufferedBytes(record);
-      }
-      return { openSessions: open, bufferedBytes: bytes };
+      for (const session of open.values()) bytes += bufferedBytes(session);
+      return { openSessions: open.size, bufferedBytes: bytes };
     },
 
     async ping(): Promise<void> {},
@@ -200,9 +214,9 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     async close(): Promise<void> {
       if (sweepTimer !== undefined) clock.clearTimer(sweepTimer);
       sweepTimer = undefined;
-      records.clear();
+      open.clear();
+      sealed.clear();
       openPerDevice.clear();
-      open = 0;
     },
   };
 }

@@ -1,4 +1,7 @@
 import type { Clock, ReplyPart, Workflow } from "../ports.js";
+import { splitSentences } from "./sentences.js";
+
+export { splitSentences };
 
 export interface EchoOptions {
   clock: Clock;
@@ -22,15 +25,6 @@ export function createEchoWorkflow(options: EchoOptions): Workflow {
     }
   };
 }
-
-/** Splits after sentence-ending punctuation and the whitespace that follows it. */
-export function splitSentences(text: string): string[] {
-  return (text.match(SENTENCE) ?? []).filter((s) => s.length > 0);
-}
-
-// Lazily up to a terminator followed by whitespace or the end ("3.14" stays whole),
-// then any closing quotes and the whitespace itself.
-const SENTENCE = /[\s\S]*?(?:[.!?…。！？]+["'”’)\]]*(?:\s+|$)|$)/gu;
 
 function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,41 @@
+import { createConnectRouter } from "@connectrpc/connect";
+import { createFetchHandler } from "@connectrpc/connect/protocol";
+import type { Hono } from "hono";
+import { createHttpApp } from "./http-app.js";
+import type { PttCore } from "./ptt-core.js";
+import { routes } from "./streaming-service.js";
+
+export interface FetchAppOptions {
+  /** Aborts running calls on shutdown. */
+  shutdownSignal?: AbortSignal;
+  /** Adds routes to the shared Hono app (the demo page). */
+  extend?: (app: Hono) => void;
+}
+
+export type FetchHandler = (req: Request) => Promise<Response>;
+
+/**
+ * Connect and gRPC-Web through Connect's fetch handlers, everything else through
+ * the shared Hono app: one `(Request) => Response` for Bun, Deno and Workers.
+ * (gRPC needs HTTP/2 trailers, which fetch-style servers cannot send.)
+ */
+export function createFetchApp(core: PttCore, options: FetchAppOptions = {}): FetchHandler {
+  const router = createConnectRouter({
+    readMaxBytes: core.limits.maxRequestBytes,
+    shutdownSignal: options.shutdownSignal,
+    // Real gRPC is served on node:http2 where the runtime has it; over fetch it cannot work.
+    grpc: false,
+  });
+  routes(core)(router);
+  const rpc = new Map<string, FetchHandler>();
+  for (const handler of router.handlers) {
+    rpc.set(handler.requestPath, createFetchHandler(handler, { httpVersion: "1.1" }));
+  }
+  const app = createHttpApp(core);
+  options.extend?.(app);
+  return async (req) => {
+    const path = new URL(req.url).pathname;
+    const handler = rpc.get(path);
+    return handler ? handler(req) : app.fetch(req);
+  };
+}

@@ -1,0 +1,52 @@
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { PttCore } from "../../core/ptt-core.js";
+import { routes } from "../../core/streaming-service.js";
+
+export interface H2cServer {
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting; open sessions get GOAWAY and are destroyed after `forceAfterMs`. */
+  close(forceAfterMs: number): Promise<void>;
+}
+
+/**
+ * gRPC (and Connect / gRPC-Web over HTTP/2) on cleartext HTTP/2 through node:http2,
+ * for runtimes whose own servers cannot send HTTP trailers (Bun.serve, Deno.serve).
+ */
+export async function listenH2c(
+  core: PttCore,
+  port: number,
+  host: string,
+  shutdownSignal: AbortSignal,
+): Promise<H2cServer> {
+  const server = http2.createServer(
+    {},
+    connectNodeAdapter({
+      routes: routes(core),
+      readMaxBytes: core.limits.maxRequestBytes,
+      shutdownSignal,
+    }),
+  );
+  const sessions = new Set<http2.Http2Session>();
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`,
+    port: address.port,
+    async close(forceAfterMs) {
+      server.close();
+      for (const s of sessions) s.close();
+      await new Promise((r) => setTimeout(r, forceAfterMs));
+      for (const s of sessions) s.destroy();
+    },
+  };
+}

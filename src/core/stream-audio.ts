@@ -99,6 +99,8 @@ async function* commit(
   }
   let turn: Awaited<ReturnType<PttCore["store"]["commit"]>>;
   try {
+    // A caller that is gone (or a server shutting down) must not consume the buffer.
+    ctx.signal.throwIfAborted();
     turn = await core.store.commit(v.key, pieces, crypto.randomUUID());
   } catch (err) {
     core.replies.release();
@@ -137,7 +139,9 @@ async function* commit(
     core.metrics.commit("ok");
     yield endFrame(core.endMessage);
   } catch (err) {
-    core.metrics.commit(reply.controller.signal.aborted ? "cancelled" : "failed");
+    // Stopped by us (interrupt, cancel, shutdown) or by the caller hanging up: not a failure.
+    const stopped = reply.controller.signal.aborted || ctx.signal.aborted;
+    core.metrics.commit(stopped ? "cancelled" : "failed");
     throw err;
   } finally {
     core.replies.finish(reply);
@@ -171,6 +175,10 @@ function asCallError(err: unknown): ConnectError {
             ? "reply cancelled by CANCEL"
             : "reply cancelled: the server is shutting down";
     return new ConnectError(why, Code.Canceled);
+  }
+  // A bare abort (DOMException "AbortError") from a signal we did not give a reason to.
+  if (err instanceof Error && err.name === "AbortError") {
+    return new ConnectError("call cancelled", Code.Canceled);
   }
   return toConnectError(err);
 }

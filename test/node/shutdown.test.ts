@@ -176,12 +176,12 @@ describe("node: graceful shutdown", () => {
     expect(await within(h1Closed)).toBe("closed");
   });
 
-  // BUG (reported): one-port.ts hands a socket to h1 or h2 only after its first bytes, and
+  // Regression (was a bug): one-port.ts hands a socket to h1 or h2 only after its first bytes, and
   // server.ts tracks sockets only from there on. A connection that is open but has not sent
   // a byte (or only part of the h2 preface) is in neither set, so close() resolves and
   // leaves it open: the listener never finishes closing and an in-process embedder keeps a
   // live socket (main.ts hides it with process.exit). Nothing times such a socket out either.
-  it.fails("close() also closes connections that have not sent a byte yet", async () => {
+  it("close() also closes connections that have not sent a byte yet", async () => {
     const { server } = await start(1_000);
     const silent = net.connect({ port: server.port, host: "127.0.0.1" });
     silent.on("error", () => {});
@@ -213,13 +213,13 @@ describe("node: graceful shutdown", () => {
     await closing;
   });
 
-  // BUG (reported): an HTTP/1.1 keep-alive connection that is busy when close() starts is
+  // Regression (was a bug): an HTTP/1.1 keep-alive connection that is busy when close() starts is
   // not told to close (no `Connection: close`, no drain gate in front of the router), so
   // after its reply it carries new calls for the whole grace period: a COLLECT is
   // COLLECT_ACCEPTED and opens a session that dies with the process, and a COMMIT consumes
   // the buffer, starts a reply and is cancelled at the deadline. Expected: UNAVAILABLE
   // before anything touches the store, as over h2c (test above).
-  it.fails("a connection busy when close() starts (HTTP/1.1 keep-alive) takes no new call after its reply", async () => {
+  it("a connection busy when close() starts (HTTP/1.1 keep-alive) takes no new call after its reply", async () => {
     const { server } = await start(1_000);
     // One socket per origin, kept alive: every call below goes over the same connection.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

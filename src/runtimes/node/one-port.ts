@@ -4,14 +4,26 @@ import * as net from "node:net";
 
 // Every HTTP/2 connection (h2c with prior knowledge) opens with this preface.
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+// A client that connects and says nothing is dropped after this long.
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
+
+export interface OnePortServer {
+  readonly tcp: net.Server;
+  /** Destroys connections that have not yet said which protocol they speak. */
+  destroyUndecided(): void;
+}
 
 /**
  * One TCP port for HTTP/1.1 and cleartext HTTP/2: node:http2 cannot fall back to
  * HTTP/1.1 without TLS, so we read the first bytes of each connection and hand the
  * socket to the server that speaks its protocol.
  */
-export function createOnePortServer(h1: http.Server, h2: http2.Http2Server): net.Server {
-  return net.createServer({ noDelay: true }, (socket) => {
+export function createOnePortServer(h1: http.Server, h2: http2.Http2Server): OnePortServer {
+  const undecided = new Set<net.Socket>();
+  const tcp = net.createServer({ noDelay: true }, (socket) => {
+    undecided.add(socket);
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    socket.once("close", () => undecided.delete(socket));
     let seen: Buffer = Buffer.alloc(0);
     const onData = (data: Buffer) => {
       seen = seen.length === 0 ? data : Buffer.concat([seen, data]);
@@ -20,6 +32,8 @@ export function createOnePortServer(h1: http.Server, h2: http2.Http2Server): net
       // Wait for more only while the bytes so far could still be the preface.
       if (isH2 && n < H2_PREFACE.length) return;
       socket.off("data", onData);
+      socket.setTimeout(0);
+      undecided.delete(socket);
       socket.pause();
       socket.unshift(seen);
       if (isH2) {
@@ -33,4 +47,10 @@ export function createOnePortServer(h1: http.Server, h2: http2.Http2Server): net
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
   });
+  return {
+    tcp,
+    destroyUndecided() {
+      for (const socket of undecided) socket.destroy();
+    },
+  };
 }

@@ -6,6 +6,7 @@ import { getRequestListener } from "@hono/node-server";
 import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import { createHttpApp } from "../../core/http-app.js";
 import { createPttCore, type PttCore, type PttCoreOptions } from "../../core/ptt-core.js";
+import { finishReplies } from "../../core/shutdown.js";
 import { routes } from "../../core/streaming-service.js";
 import { createNodeBridge } from "./bridge-ws.js";
 import { createOnePortServer } from "./one-port.js";
@@ -37,15 +38,23 @@ export interface NodeServer {
 export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
   const core = createPttCore(options.config);
   const shutdown = new AbortController();
+  const app = createHttpApp(core);
   const handler = connectNodeAdapter({
     routes: routes(core),
     readMaxBytes: core.limits.maxRequestBytes,
     shutdownSignal: shutdown.signal,
     // Hono's listener takes both request kinds; its types name the http2 ones differently.
-    fallback: getRequestListener(createHttpApp(core).fetch) as unknown as Fallback,
+    fallback: getRequestListener(app.fetch) as unknown as Fallback,
   });
   const bridge = createNodeBridge(createBridgeHandlers(core));
-  const h1 = http.createServer(handler);
+  let draining = false;
+  // After close() starts, a kept-alive HTTP/1.1 connection may still bring a request: answer
+  // 503 (UNAVAILABLE to Connect and gRPC-Web clients) and close it, before the store is touched.
+  const h1 = http.createServer((req, res) => {
+    if (!draining) return void handler(req, res);
+    res.writeHead(503, { connection: "close", "content-type": "text/plain" });
+    res.end("shutting down\n");
+  });
   h1.on("upgrade", (req, socket, head) => {
     if (!bridge.upgrade(req, socket, head)) socket.destroy();
   });
@@ -60,7 +69,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
-  const tcp = createOnePortServer(h1, h2);
+  const { tcp, destroyUndecided } = createOnePortServer(h1, h2);
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
     tcp.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => resolve());
@@ -70,16 +79,14 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   let closing: Promise<void> | undefined;
 
   async function close(graceMs = options.graceMs ?? 10_000): Promise<void> {
+    draining = true;
     tcp.close();
+    destroyUndecided();
     bridge.close();
     // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
     for (const s of sessions) s.close();
     h1.closeIdleConnections();
-    const deadline = Date.now() + graceMs;
-    while (core.replies.inFlight > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    core.replies.abortAll();
+    await finishReplies(core, graceMs);
     shutdown.abort();
     await new Promise((r) => setTimeout(r, 20));
     for (const s of sessions) s.destroy();

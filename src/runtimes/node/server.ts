@@ -3,6 +3,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
+import { mountDemo } from "../../bridge/demo/routes.js";
 import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import { createHttpApp } from "../../core/http-app.js";
 import { createPttCore, type PttCore, type PttCoreOptions } from "../../core/ptt-core.js";
@@ -39,6 +40,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const core = createPttCore(options.config);
   const shutdown = new AbortController();
   const app = createHttpApp(core);
+  mountDemo(app);
   const handler = connectNodeAdapter({
     routes: routes(core),
     readMaxBytes: core.limits.maxRequestBytes,

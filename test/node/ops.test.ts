@@ -222,7 +222,12 @@ describe("node: health, readiness and metrics (CONTRACT §7)", () => {
       it("unknown paths are 404", async () => {
         expect((await get(server.url, "/nope")).status).toBe(404);
         expect((await get(server.url, "/metrics/extra")).status).toBe(404);
-        expect((await get(server.url, "/")).status).toBe(404);
+      });
+
+      it("/ is the demo page", async () => {
+        const home = await get(server.url, "/");
+        expect(home.status).toBe(200);
+        expect(home.contentType).toMatch(/^text\/html/);
       });
     });
   }

@@ -12,6 +12,7 @@ import {
   openSession,
   type SealedState,
   type SessionKey,
+  type SessionRecord,
   seal,
   type Tombstone,
 } from "../session.js";
@@ -22,6 +23,18 @@ export interface MemoryStoreOptions {
   clock: Clock;
   /** Called with the number of sessions that expired (lazily or by the sweeper). */
   onExpired?: (count: number) => void;
+  /**
+   * Synchronous write-through persistence (a Durable Object's SQLite KV): every record
+   * is written or deleted in the same step that changes it, and `load` rebuilds the
+   * store after a restart or eviction.
+   */
+  journal?: RecordJournal;
+}
+
+export interface RecordJournal {
+  load(): Iterable<[string, SessionRecord]>;
+  put(key: string, record: SessionRecord): void;
+  delete(key: string): void;
 }
 
 /**
@@ -38,33 +51,56 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
   // Insertion order is sealing order: the oldest tombstone is always first.
   const sealed = new Map<string, Tombstone>();
   const openPerDevice = new Map<string, number>();
+  const journal = options.journal;
   let sweepTimer: unknown;
+  let sweepAt = Number.POSITIVE_INFINITY;
+  let lastSweepExpired = 0;
 
-  const sweepEvery = Math.max(1000, Math.min(limits.idleTtlMs, limits.tombstoneTtlMs) / 4);
   // Tombstones are small, but ids are the client's to invent: bound them like open sessions.
   const maxTombstones = limits.maxOpenSessionsPerInstance;
+  // Coalesces sweeps: many sessions expiring within this window cost one pass.
+  const SWEEP_SLACK_MS = 250;
 
   function keyOf(key: SessionKey): string {
     return `${key.hardwareId}\n${key.sessionId}`;
   }
 
-  function armSweeper(): void {
-    if (sweepTimer !== undefined || (open.size === 0 && sealed.size === 0)) return;
-    sweepTimer = clock.setTimer(() => {
-      sweepTimer = undefined;
-      sweepNow();
-      armSweeper();
-    }, sweepEvery);
+  /** One timer, set for the earliest deadline it has been told of (an alarm on Workers). */
+  function armSweeper(deadline: number): void {
+    if (deadline >= sweepAt) return;
+    if (sweepTimer !== undefined) clock.clearTimer(sweepTimer);
+    sweepAt = deadline;
+    sweepTimer = clock.setTimer(
+      () => {
+        sweepTimer = undefined;
+        sweepAt = Number.POSITIVE_INFINITY;
+        const next = sweepNow();
+        if (next < Number.POSITIVE_INFINITY) armSweeper(next);
+      },
+      Math.max(0, deadline - clock.now()) + SWEEP_SLACK_MS,
+    );
+  }
+
+  function save(k: string, record: SessionRecord): void {
+    journal?.put(k, record);
+  }
+
+  function forget(k: string): void {
+    journal?.delete(k);
   }
 
   function bury(k: string, tomb: Tombstone): Tombstone {
     sealed.delete(k);
     sealed.set(k, tomb);
+    save(k, tomb);
     if (sealed.size > maxTombstones) {
       const oldest = sealed.keys().next().value;
-      if (oldest !== undefined) sealed.delete(oldest);
+      if (oldest !== undefined) {
+        sealed.delete(oldest);
+        forget(oldest);
+      }
     }
-    armSweeper();
+    armSweeper(tomb.sealedAt + limits.tombstoneTtlMs);
     return tomb;
   }
 
@@ -95,27 +131,37 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       options.onExpired?.(1);
       if (now - tomb.sealedAt < limits.tombstoneTtlMs) return tomb;
       sealed.delete(k);
+      forget(k);
       return undefined;
     }
     const tomb = sealed.get(k);
     if (tomb && now - tomb.sealedAt >= limits.tombstoneTtlMs) {
       sealed.delete(k);
+      forget(k);
       return undefined;
     }
     return tomb;
   }
 
+  /** Expires what is due and forgets old tombstones; returns the next deadline. */
   function sweepNow(): number {
     const now = clock.now();
     let expired = 0;
+    let next = Number.POSITIVE_INFINITY;
     for (const [k, session] of open) {
       if (expireIfDue(k, session, now)) expired++;
+      else next = Math.min(next, expiryOf(session, limits).at);
     }
     for (const [k, tomb] of sealed) {
-      if (now - tomb.sealedAt >= limits.tombstoneTtlMs) sealed.delete(k);
+      const end = tomb.sealedAt + limits.tombstoneTtlMs;
+      if (now >= end) {
+        sealed.delete(k);
+        forget(k);
+      } else next = Math.min(next, end);
     }
+    lastSweepExpired = expired;
     if (expired > 0) options.onExpired?.(expired);
-    return expired;
+    return next;
   }
 
   function checkRoom(hardwareId: string): void {
@@ -145,15 +191,30 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     const session = openSession(key, now);
     open.set(k, session);
     openPerDevice.set(key.hardwareId, (openPerDevice.get(key.hardwareId) ?? 0) + 1);
-    armSweeper();
+    armSweeper(expiryOf(session, limits).at);
     return session;
   }
 
   function discard(k: string, session: OpenSession): void {
     open.delete(k);
+    forget(k);
     const n = (openPerDevice.get(session.hardwareId) ?? 1) - 1;
     if (n === 0) openPerDevice.delete(session.hardwareId);
     else openPerDevice.set(session.hardwareId, n);
+  }
+
+  if (journal) {
+    // Rebuild after a restart: records keep their times, so expiry is decided as before.
+    for (const [k, record] of journal.load()) {
+      if (record.state === "open") {
+        open.set(k, record);
+        openPerDevice.set(record.hardwareId, (openPerDevice.get(record.hardwareId) ?? 0) + 1);
+        armSweeper(expiryOf(record, limits).at);
+      } else {
+        sealed.set(k, record);
+        armSweeper(record.sealedAt + limits.tombstoneTtlMs);
+      }
+    }
   }
 
   return {
@@ -165,6 +226,7 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       const session = record ?? create(key, k, now);
       try {
         const outcome = collectChunk(session, chunk, limits, now);
+        save(k, session);
         return { outcome, lastSeq: session.lastSeq, created: record === undefined };
       } catch (err) {
         // A new session whose very first chunk was refused holds nothing: do not keep it.
@@ -200,7 +262,8 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     },
 
     async sweep(): Promise<number> {
-      return sweepNow();
+      sweepNow();
+      return lastSweepExpired;
     },
 
     async stats(): Promise<StoreStats> {
@@ -214,6 +277,7 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     async close(): Promise<void> {
       if (sweepTimer !== undefined) clock.clearTimer(sweepTimer);
       sweepTimer = undefined;
+      sweepAt = Number.POSITIVE_INFINITY;
       open.clear();
       sealed.clear();
       openPerDevice.clear();

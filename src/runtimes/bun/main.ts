@@ -1,3 +1,4 @@
+import { mountDemo } from "../../bridge/demo/routes.js";
 import { BridgeConnection, createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import {
   bridgeRequestHeaders,
@@ -43,7 +44,7 @@ const config = configFromEnv(process.env);
 const logger = createJsonLogger((line) => process.stdout.write(`${line}\n`), config.logLevel);
 const core = createPttCore({ ...config.core, logger });
 const shutdown = new AbortController();
-const app = createFetchApp(core, { shutdownSignal: shutdown.signal });
+const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: mountDemo });
 const bridge = createBridgeHandlers(core);
 
 const server = Bun.serve({

@@ -1,3 +1,4 @@
+import { mountDemo } from "../../bridge/demo/routes.js";
 import { BridgeConnection, createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import {
   bridgeRequestHeaders,
@@ -41,7 +42,7 @@ const logger = createJsonLogger(
 );
 const core = createPttCore({ ...config.core, logger });
 const shutdown = new AbortController();
-const app = createFetchApp(core, { shutdownSignal: shutdown.signal });
+const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: mountDemo });
 const bridge = createBridgeHandlers(core);
 
 function acceptBridge(req: Request): Response {

@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import type { SessionRecord } from "../../src/core/session.js";
+import { createMemoryStore, type RecordJournal } from "../../src/core/stores/memory-store.js";
+import { ChunkMode } from "../../src/gen/streaming_pb.js";
+import { STORE_TEST_LIMITS, testStore } from "../contract/store.js";
+import { ManualClock } from "../support/manual-clock.js";
+
+/** A journal over a Map that stores copies, as a Durable Object's KV stores serialized records. */
+function mapJournal(map = new Map<string, SessionRecord>()): RecordJournal & { map: typeof map } {
+  return {
+    map,
+    load: () =>
+      [...map.entries()].map(([k, r]) => [k, structuredClone(r)] as [string, SessionRecord]),
+    put: (k, r) => void map.set(k, structuredClone(r)),
+    delete: (k) => void map.delete(k),
+  };
+}
+
+testStore("memory+journal", ({ limits, clock }) =>
+  createMemoryStore({ limits, clock, journal: mapJournal() }),
+);
+
+describe("journaled memory store: rebuilt after a restart", () => {
+  const limits = STORE_TEST_LIMITS;
+  const key = () => ({ hardwareId: "dev-j", sessionId: crypto.randomUUID() });
+  const delta = (seq: number, text: string) => ({ seq, mode: ChunkMode.DELTA, text });
+
+  it("an open hold survives: the new store commits every chunk", async () => {
+    const clock = new ManualClock();
+    const journal = mapJournal();
+    const k = key();
+    const before = createMemoryStore({ limits, clock, journal });
+    await before.collect(k, delta(1, "hello "));
+    await before.collect(k, delta(3, "again"));
+    await before.collect(k, delta(2, "there "));
+    const after = createMemoryStore({ limits, clock, journal });
+    expect((await after.collect(k, delta(2, "there "))).outcome).toBe("duplicate");
+    const turn = await after.commit(k, [], "t1");
+    expect(turn.text).toBe("hello there again");
+    expect(journal.map.get(`${k.hardwareId}\n${k.sessionId}`)?.state).toBe("committed");
+  });
+
+  it("tombstones survive too, and expiry counts from the original times", async () => {
+    const clock = new ManualClock();
+    const journal = mapJournal();
+    const committed = key();
+    const idle = key();
+    const before = createMemoryStore({ limits, clock, journal });
+    await before.collect(committed, delta(1, "x"));
+    await before.commit(committed, [], "t1");
+    await before.collect(idle, delta(1, "y"));
+    clock.advance(limits.idleTtlMs);
+    const after = createMemoryStore({ limits, clock, journal });
+    await expect(after.commit(committed, [], "t2")).rejects.toMatchObject({
+      rawMessage: `session ${committed.sessionId} is already committed`,
+    });
+    await expect(after.commit(idle, [], "t3")).rejects.toMatchObject({
+      rawMessage: `session ${idle.sessionId} expired: its chunks expired after ${limits.idleTtlMs / 1000} s idle`,
+    });
+  });
+
+  it("forgotten records leave the journal", async () => {
+    const clock = new ManualClock();
+    const journal = mapJournal();
+    const store = createMemoryStore({ limits, clock, journal });
+    await store.collect(key(), delta(1, "x"));
+    clock.tick(limits.idleTtlMs + limits.tombstoneTtlMs + 2000);
+    expect(journal.map.size).toBe(0);
+  });
+});

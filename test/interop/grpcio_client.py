@@ -9,7 +9,12 @@ The message module `streaming_pb2` is generated at test time with Debian's proto
 proto3 `optional`) and never committed:
 
     protoc --python_out=DIR -Iproto proto/streaming.proto
-    /usr/bin/python3 test/interop/grpcio_client.py --pb-dir DIR 127.0.0.1:PORT HARDWARE_ID
+    /usr/bin/python3 test/interop/grpcio_client.py --pb-dir DIR 127.0.0.1:PORT HARDWARE_ID \
+        [--interrupt-hardware-id OTHER_ID]
+
+The interrupt steps (k, l, m) need a long reply, so start the server with an echo delay
+(PTT_ECHO_DELAY_MS=20). They run on a second device (OTHER_ID, default HARDWARE_ID + "-irq") so
+that barge-in on that device never touches the replies of the first.
 
 DIR may also come from PTT_PB_DIR or PYTHONPATH. RPCs are called through grpcio's generic
 multicallables, so no grpc_tools / *_pb2_grpc module is needed.
@@ -23,6 +28,8 @@ import base64
 import json
 import os
 import sys
+import threading
+import time
 import uuid
 
 SERVICE = "/streaming.StreamingService/"
@@ -38,6 +45,8 @@ def parse_args():
     p.add_argument("hardware_id", help="hardware_id to use for every request")
     p.add_argument("--pb-dir", default=os.environ.get("PTT_PB_DIR"),
                    help="directory holding the generated streaming_pb2.py")
+    p.add_argument("--interrupt-hardware-id", default=None,
+                   help="second device for the interrupt steps (default: HARDWARE_ID-irq)")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
     p.add_argument("--connect-timeout", type=float, default=15.0,
                    help="how long to wait for the channel to become ready, seconds")
@@ -104,16 +113,20 @@ class Client:
             value = self._to_dict(value)
         return {field: value}
 
-    def _server_stream(self, multicallable, request, request_summary):
+    def _server_stream(self, multicallable, request, request_summary, on_frame=None):
         import grpc
 
         result = {"request": request_summary, "frames": []}
         call = multicallable(request, timeout=self.timeout)
         try:
             for msg in call:
-                result["frames"].append(self._frame(msg))
+                frame = self._frame(msg)
+                result["frames"].append(frame)
+                if on_frame is not None:
+                    on_frame(frame)
         except grpc.RpcError:
             pass  # the call object itself carries code/details/metadata
+        result["ended_at"] = time.monotonic()
         result["code"] = call.code().name
         result["details"] = call.details() or ""
         result["initial_metadata"] = metadata_dict(call.initial_metadata())
@@ -135,7 +148,8 @@ class Client:
         result["trailing_metadata"] = metadata_dict(call.trailing_metadata())
         return result
 
-    def stream_audio(self, session_id, phase, chunk_seq=0, chunk_text=None, prompt=""):
+    def stream_audio(self, session_id, phase, chunk_seq=0, chunk_text=None, prompt="",
+                     on_frame=None):
         req = self.pb.StreamRequest(
             hardware_id=self.hardware_id,
             session_id=session_id,
@@ -152,7 +166,7 @@ class Client:
             "chunk_text": chunk_text,
             "prompt": prompt,
         }
-        return self._server_stream(self._stream_audio, req, summary)
+        return self._server_stream(self._stream_audio, req, summary, on_frame)
 
     def interrupt(self):
         req = self.pb.InterruptRequest(hardware_id=self.hardware_id)
@@ -178,7 +192,49 @@ def step(steps, name, fn):
         steps[name] = {"exception": "%s: %s" % (type(exc).__name__, exc)}
 
 
-def run(client):
+def interrupt_running_reply(client, session_id, prompt):
+    """COMMIT a long reply in a thread; after its first text_chunk, InterruptSession from here.
+
+    Returns (reply, interrupt) step records. The reply also gets frames_after_interrupt (frames
+    that arrived after the interrupt answer came back) and ms_interrupt_to_end (interrupt answer
+    to the end of the reply call); the interrupt gets reply_frames_before_call.
+    """
+    first_text = threading.Event()
+    arrivals = []  # monotonic arrival time of each reply frame
+    box = {}
+
+    def on_frame(frame):
+        arrivals.append(time.monotonic())
+        if "text_chunk" in frame:
+            first_text.set()
+
+    def commit():
+        try:
+            box["reply"] = client.stream_audio(session_id, PHASE_COMMIT, 0, None, prompt, on_frame)
+        except Exception as exc:  # noqa: BLE001 - recorded, the TS test fails on it
+            box["reply"] = {"exception": "%s: %s" % (type(exc).__name__, exc)}
+        finally:
+            first_text.set()  # never leave the main thread waiting on a crashed call
+
+    worker = threading.Thread(target=commit, name="commit-long-reply", daemon=True)
+    worker.start()
+    if not first_text.wait(client.timeout):
+        interrupt = {"exception": "no text_chunk within %ss" % client.timeout}
+        answered_at = None
+    else:
+        frames_before = len(arrivals)
+        interrupt = client.interrupt()
+        answered_at = time.monotonic()
+        interrupt["reply_frames_before_call"] = frames_before
+    worker.join(client.timeout + 5)
+    reply = box.get("reply") or {"exception": "the COMMIT call did not end"}
+    if "exception" not in reply and answered_at is not None:
+        reply["frames_after_interrupt"] = sum(1 for t in arrivals if t > answered_at)
+        reply["ms_interrupt_to_end"] = round((reply["ended_at"] - answered_at) * 1000, 1)
+    return reply, interrupt
+
+
+def run(client, irq_client):
     steps = {}
     s1 = str(uuid.uuid4())  # main session: collect, collect, commit
     s2 = str(uuid.uuid4())  # cancelled session
@@ -209,9 +265,29 @@ def run(client):
     # j. ReportUsage likewise (contract section 1)
     step(steps, "j_usage", lambda: client.usage(s3))
 
+    # k. on the second device: COMMIT a long reply on a fresh session (no COLLECT, so no
+    #    barge-in), InterruptSession after its first text_chunk
+    s4 = str(uuid.uuid4())
+    s5 = str(uuid.uuid4())
+    try:
+        reply, interrupt = interrupt_running_reply(irq_client, s4, "a. " * 100)
+    except Exception as exc:  # noqa: BLE001
+        reply = interrupt = {"exception": "%s: %s" % (type(exc).__name__, exc)}
+    steps["k_commit_interrupted"] = reply
+    steps["k_interrupt"] = interrupt
+    # l. the interrupt does not block the next turn: COLLECT, then COMMIT a fresh session
+    step(steps, "l_collect", lambda: irq_client.stream_audio(s5, PHASE_COLLECT, 1, "next"))
+    step(steps, "l_commit", lambda: irq_client.stream_audio(s5, PHASE_COMMIT, 0, None, ""))
+    # m. the interrupted session is still committed: a late COLLECT is refused
+    step(steps, "m_collect_interrupted",
+         lambda: irq_client.stream_audio(s4, PHASE_COLLECT, 1, "late"))
+
+    for record in steps.values():  # monotonic stamps mean nothing outside this process
+        record.pop("ended_at", None)
     return {
         "hardware_id": client.hardware_id,
-        "sessions": {"main": s1, "cancelled": s2, "other": s3},
+        "interrupt_hardware_id": irq_client.hardware_id,
+        "sessions": {"main": s1, "cancelled": s2, "other": s3, "interrupted": s4, "next": s5},
         "steps": steps,
     }
 
@@ -231,7 +307,9 @@ def main():
         sys.stderr.write("grpcio_client: %s not ready after %ss\n" % (args.target, args.connect_timeout))
         return 2
     client = Client(channel, streaming_pb2, args.hardware_id, args.timeout)
-    out = run(client)
+    irq_client = Client(channel, streaming_pb2,
+                        args.interrupt_hardware_id or args.hardware_id + "-irq", args.timeout)
+    out = run(client, irq_client)
     out["client"] = {
         "grpcio": grpc.__version__,
         "protobuf": google.protobuf.__version__,

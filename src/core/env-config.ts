@@ -14,6 +14,7 @@ export interface ServerConfig {
 }
 
 const KNOWN_VARS = [
+  "PTT_ALLOWED_ORIGINS",
   "PTT_BARGE_IN",
   "PTT_AUTH_TOKENS",
   "PTT_GRACE_MS",
@@ -62,6 +63,10 @@ export function configFromEnv(env: Env): ServerConfig {
       echoDelayMs:
         env.PTT_ECHO_DELAY_MS === undefined ? undefined : positiveInt(env, "PTT_ECHO_DELAY_MS", 0),
       auth: tokens ? createStaticTokenAuth(tokens) : undefined,
+      allowedOrigins: (env.PTT_ALLOWED_ORIGINS ?? "")
+        .split(",")
+        .map((o) => o.trim())
+        .filter((o) => o.length > 0),
     },
   };
 }

@@ -24,6 +24,8 @@ export interface PttCoreOptions {
   endMessage?: string;
   /** Pause between echo sentences, when the echo workflow is used. */
   echoDelayMs?: number;
+  /** Browser origins besides the server's own that may open the bridge ("*": any). */
+  allowedOrigins?: string[];
   version?: string;
 }
 
@@ -39,6 +41,7 @@ export interface PttCore {
   readonly endMessage: string;
   readonly metrics: Metrics;
   readonly replies: ReplyRegistry;
+  readonly allowedOrigins: readonly string[];
   readonly version: string;
 }
 
@@ -73,6 +76,7 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     endMessage: options.endMessage ?? "RESPONSE_COMPLETED",
     metrics,
     replies: new ReplyRegistry(limits.maxConcurrentReplies),
+    allowedOrigins: options.allowedOrigins ?? [],
     version: options.version ?? "0.1.0",
   };
 }

@@ -137,6 +137,7 @@ export class BridgeChannel {
   }
 
   private open(): void {
+    this.options.onState?.(this.stateValue);
     const Ctor =
       this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
     if (!Ctor) throw new Error("no WebSocket implementation: pass options.WebSocket");

@@ -10,6 +10,7 @@ export {
   type ChunkAck,
   connect,
   Hold,
+  type HoldOptions,
   Ptt,
   type PttOptions,
   type Reply,

@@ -68,7 +68,11 @@ export class Ptt {
     url: string,
     private readonly options: PttOptions,
   ) {
-    this.channel = new BridgeChannel(url, options);
+    // Workers route a bridge socket to its device's Durable Object by this parameter.
+    const routed = new URL(url);
+    if (!routed.searchParams.has("hardware_id"))
+      routed.searchParams.set("hardware_id", options.hardwareId);
+    this.channel = new BridgeChannel(routed.toString(), options);
   }
 
   get state(): ChannelState {
@@ -80,8 +84,8 @@ export class Ptt {
   }
 
   /** Starts a hold (a key press): a new session id. */
-  hold(options: { mode?: TextMode } = {}): Hold {
-    return new Hold(this, crypto.randomUUID(), MODES[options.mode ?? "snapshot"]);
+  hold(options: HoldOptions = {}): Hold {
+    return new Hold(this, newSessionId(), MODES[options.mode ?? "snapshot"], options);
   }
 
   /** Stops every reply of this device that is playing. */
@@ -111,6 +115,16 @@ export class Ptt {
   }
 }
 
+export interface HoldOptions {
+  mode?: TextMode;
+  /** A chunk was numbered and handed to the connection. */
+  onSent?: (seq: number) => void;
+  /** A chunk was acked (also after being resent across a reconnect). */
+  onAck?: (ack: ChunkAck) => void;
+  /** A chunk was refused; release() will reject with the first such error. */
+  onRefused?: (seq: number, error: ConnectError) => void;
+}
+
 export class Hold {
   private seq = 0;
   private readonly inFlight = new Set<Promise<ChunkAck>>();
@@ -122,6 +136,7 @@ export class Hold {
     private readonly ptt: Ptt,
     readonly sessionId: string,
     private readonly mode: ChunkMode,
+    private readonly events: HoldOptions = {},
   ) {}
 
   /** Chunks sent and not yet acked (they are resent after a reconnect). */
@@ -159,7 +174,8 @@ export class Hold {
    * committed without the client knowing what is missing.
    */
   async release(options: { prompt?: string } = {}): Promise<Reply> {
-    this.seal("release");
+    if (this.sealed) throw this.sealedError("release");
+    this.sealed = true;
     await Promise.allSettled([...this.inFlight]);
     if (this.firstError) throw this.firstError;
     return streamReply(
@@ -180,7 +196,7 @@ export class Hold {
   }
 
   private collect(fields: RequestFields): Promise<ChunkAck> {
-    this.seal("add a chunk to");
+    if (this.sealed) return Promise.reject(this.sealedError("add a chunk to"));
     const seq = ++this.seq;
     const req = this.request(RequestPhase.COLLECT, seq, fields);
     const ack = new Promise<ChunkAck>((resolve, reject) => {
@@ -193,20 +209,24 @@ export class Hold {
             const error = callError(end);
             if (error) {
               this.firstError ??= error;
+              this.events.onRefused?.(seq, error);
               reject(error);
               return;
             }
             this.ackedCount++;
-            resolve({
+            const acked: ChunkAck = {
               seq,
               outcome: (end.metadata["ptt-collect"] ?? "accepted") as ChunkAck["outcome"],
               lastSeq: Number(end.metadata["ptt-last-seq"] ?? seq),
-            });
+            };
+            this.events.onAck?.(acked);
+            resolve(acked);
           },
         },
       );
     });
     this.inFlight.add(ack);
+    this.events.onSent?.(seq);
     const settle = () => this.inFlight.delete(ack);
     ack.then(settle, settle);
     return ack;
@@ -223,14 +243,11 @@ export class Hold {
     });
   }
 
-  private seal(what: string): void {
-    if (this.sealed) {
-      throw new ConnectError(
-        `cannot ${what} hold ${this.sessionId}: it was released or cancelled`,
-        Code.FailedPrecondition,
-      );
-    }
-    if (what === "release") this.sealed = true;
+  private sealedError(what: string): ConnectError {
+    return new ConnectError(
+      `cannot ${what} hold ${this.sessionId}: it was released or cancelled`,
+      Code.FailedPrecondition,
+    );
   }
 }
 
@@ -303,4 +320,14 @@ function toPart(res: StreamResponse): ReplyPart | undefined {
       // end_message and error_message are the call's status, reported by `done`.
       return undefined;
   }
+}
+
+/** A version-4 UUID; crypto.randomUUID exists only in secure contexts (https, localhost). */
+function newSessionId(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = ((b[6] as number) & 0x0f) | 0x40;
+  b[8] = ((b[8] as number) & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

@@ -31,3 +31,22 @@ export function bridgeRequestHeaders(upgrade: Headers): Headers {
   }
   return headers;
 }
+
+/**
+ * Browsers send Origin on WebSocket upgrades and never enforce same-origin on them,
+ * so without this check any web page could drive a user's local server. Allowed:
+ * no Origin (native clients), the server's own origin, or one listed in `allowed`
+ * ("*" allows all). Returns why an upgrade is refused, or undefined.
+ */
+export function refusedOrigin(headers: Headers, allowed: readonly string[]): string | undefined {
+  const origin = headers.get("origin");
+  if (origin === null || allowed.includes("*") || allowed.includes(origin)) return undefined;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return "origin: not a URL";
+  }
+  if (host === headers.get("host")) return undefined;
+  return `origin: ${origin.slice(0, 100)} may not open the bridge (set PTT_ALLOWED_ORIGINS)`;
+}

@@ -3,6 +3,7 @@ import { BridgeConnection, createBridgeHandlers } from "../../bridge/server/brid
 import {
   bridgeRequestHeaders,
   offeredProtocols,
+  refusedOrigin,
   selectProtocol,
 } from "../../bridge/server/handshake.js";
 import { configFromEnv } from "../../core/env-config.js";
@@ -52,6 +53,8 @@ const server = Bun.serve({
   hostname: config.host,
   fetch(req, srv) {
     if (new URL(req.url).pathname !== "/v1/bridge") return app(req);
+    const refused = refusedOrigin(req.headers, core.allowedOrigins);
+    if (refused) return new Response(`${refused}\n`, { status: 403 });
     const protocol = selectProtocol(offeredProtocols(req.headers.get("sec-websocket-protocol")));
     const data = { headers: bridgeRequestHeaders(req.headers), url: req.url };
     const headers = protocol ? { "sec-websocket-protocol": protocol } : undefined;

@@ -3,6 +3,7 @@ import { BridgeConnection, createBridgeHandlers } from "../../bridge/server/brid
 import {
   bridgeRequestHeaders,
   offeredProtocols,
+  refusedOrigin,
   selectProtocol,
 } from "../../bridge/server/handshake.js";
 import { configFromEnv } from "../../core/env-config.js";
@@ -46,6 +47,8 @@ const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: moun
 const bridge = createBridgeHandlers(core);
 
 function acceptBridge(req: Request): Response {
+  const refused = refusedOrigin(req.headers, core.allowedOrigins);
+  if (refused) return new Response(`${refused}\n`, { status: 403 });
   const protocol = selectProtocol(offeredProtocols(req.headers.get("sec-websocket-protocol")));
   // Read the request before upgrading: Deno closes it once upgradeWebSocket returns.
   const headers = bridgeRequestHeaders(req.headers);

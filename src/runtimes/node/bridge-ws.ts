@@ -2,7 +2,11 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import { BridgeConnection, type BridgeHandlers } from "../../bridge/server/bridge-connection.js";
-import { bridgeRequestHeaders, selectProtocol } from "../../bridge/server/handshake.js";
+import {
+  bridgeRequestHeaders,
+  refusedOrigin,
+  selectProtocol,
+} from "../../bridge/server/handshake.js";
 import type { BridgeSocket } from "../../bridge/server/socket-port.js";
 
 export const BRIDGE_PATH = "/v1/bridge";
@@ -37,10 +41,7 @@ export function createNodeBridge(handlers: BridgeHandlers) {
   function accept(ws: WebSocket, req: IncomingMessage): void {
     alive.add(ws);
     ws.on("pong", () => alive.add(ws));
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (typeof v === "string") headers.set(k, v);
-    }
+    const headers = headersOf(req);
     const socket: BridgeSocket = {
       send: (data) => ws.send(data, { binary: true }, () => conn.drained()),
       close: (code, reason) => ws.close(code, reason),
@@ -69,6 +70,13 @@ export function createNodeBridge(handlers: BridgeHandlers) {
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
       const path = (req.url ?? "").split("?")[0];
       if (path !== BRIDGE_PATH) return false;
+      const refused = refusedOrigin(headersOf(req), handlers.core.allowedOrigins);
+      if (refused) {
+        socket.end(
+          `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${refused}\n`,
+        );
+        return true;
+      }
       // Clients that offer no subprotocol are served too; ours is selected when offered.
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
       return true;
@@ -80,4 +88,12 @@ export function createNodeBridge(handlers: BridgeHandlers) {
       wss.close();
     },
   };
+}
+
+function headersOf(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (typeof v === "string") headers.set(k, v);
+  }
+  return headers;
 }

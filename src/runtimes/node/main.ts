@@ -5,7 +5,9 @@ import { type NodeServer, startNodeServer } from "./server.js";
 function fatal(what: string, err: unknown): never {
   const code = (err as { code?: string }).code;
   const why = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`ptt-edge: ${what}: ${code && !why.includes(code) ? `${code} ` : ""}${why}\n`);
+  process.stderr.write(
+    `ptt-edge: ${what}: ${code && !why.includes(code) ? `${code} ` : ""}${why}\n`,
+  );
   process.exit(2);
 }
 

@@ -126,8 +126,19 @@ async function* commit(
     ctx.responseTrailer.set("ptt-commit-ms", String(ms));
     core.metrics.firstFrame(ms);
   };
+  const signal = AbortSignal.any([ctx.signal, reply.controller.signal]);
+  // The slot goes back the moment the reply is stopped, even while this generator is
+  // parked at a `yield` behind a slow reader (its `finally` runs only when pulled).
+  let released = false;
+  const releaseSlot = () => {
+    if (released) return;
+    released = true;
+    signal.removeEventListener("abort", releaseSlot);
+    core.replies.finish(reply);
+    core.replies.release();
+  };
+  signal.addEventListener("abort", releaseSlot, { once: true });
   try {
-    const signal = AbortSignal.any([ctx.signal, reply.controller.signal]);
     for await (const part of untilAborted(core.workflow(turn, signal), signal)) {
       const frame = replyFrame(part, sessionId);
       if (!frame) continue;
@@ -144,8 +155,7 @@ async function* commit(
     core.metrics.commit(stopped ? "cancelled" : "failed");
     throw err;
   } finally {
-    core.replies.finish(reply);
-    core.replies.release();
+    releaseSlot();
   }
 }
 

@@ -118,9 +118,9 @@ export class BridgeConnection {
     this.dispatch(frame);
   }
 
-  /** The runtime saw the socket's send buffer drain. */
+  /** The runtime saw the socket's send buffer drain (or the socket closed). */
   drained(): void {
-    if (this.socket.bufferedAmount() > this.handlers.options.highWaterMark) return;
+    if (!this.closed && this.socket.bufferedAmount() > this.handlers.options.highWaterMark) return;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const resume of waiters) resume();
@@ -186,10 +186,12 @@ export class BridgeConnection {
   }
 
   private async runStreamAudio(id: number, req: StreamRequest, ctx: HandlerContext): Promise<void> {
+    // Leaving the loop early (break, throw) returns the generator, so its cleanup runs.
     for await (const response of this.handlers.streamAudio(req, ctx)) {
       if (this.closed || ctx.signal.aborted) break;
-      const wait = this.writable();
+      const wait = this.writable(ctx.signal);
       if (wait) await wait;
+      if (this.closed || ctx.signal.aborted) break;
       this.send(id, { case: "response", value: response });
     }
     ctx.signal.throwIfAborted();
@@ -236,13 +238,23 @@ export class BridgeConnection {
     this.socket.send(toBinary(ServerFrameSchema, frame));
   }
 
-  /** undefined when the socket can take more now; otherwise resolves once it drained. */
-  private writable(): Promise<void> | undefined {
+  /**
+   * undefined when the socket can take more now; otherwise resolves once it drained,
+   * the socket closed, or the call was cancelled (so a parked reply never outlives them).
+   */
+  private writable(signal: AbortSignal): Promise<void> | undefined {
     if (this.closed || this.socket.bufferedAmount() <= this.handlers.options.highWaterMark) {
       return undefined;
     }
     this.updateReading();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return new Promise((resolve) => {
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      signal.addEventListener("abort", done, { once: true });
+      this.drainWaiters.push(done);
+    });
   }
 
   /** Reads only while the socket can absorb replies and the call count is in bounds. */

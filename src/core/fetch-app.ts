@@ -3,13 +3,15 @@ import { createFetchHandler } from "@connectrpc/connect/protocol";
 import type { Hono } from "hono";
 import { createHttpApp } from "./http-app.js";
 import type { PttCore } from "./ptt-core.js";
-import { routes } from "./streaming-service.js";
+import { routes, type StreamingHandlers } from "./streaming-service.js";
 
 export interface FetchAppOptions {
   /** Aborts running calls on shutdown. */
   shutdownSignal?: AbortSignal;
   /** Adds routes to the shared Hono app (the demo page). */
   extend?: (app: Hono) => void;
+  /** The calls to serve; the core's own when absent. */
+  handlers?: StreamingHandlers;
 }
 
 export type FetchHandler = (req: Request) => Promise<Response>;
@@ -26,7 +28,7 @@ export function createFetchApp(core: PttCore, options: FetchAppOptions = {}): Fe
     // Real gRPC is served on node:http2 where the runtime has it; over fetch it cannot work.
     grpc: false,
   });
-  routes(core)(router);
+  routes(core, options.handlers)(router);
   const rpc = new Map<string, FetchHandler>();
   for (const handler of router.handlers) {
     rpc.set(handler.requestPath, createFetchHandler(handler, { httpVersion: "1.1" }));

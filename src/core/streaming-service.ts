@@ -1,16 +1,43 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { type InterruptRequest, StreamingService } from "../gen/streaming_pb.js";
+import {
+  type InterruptRequest,
+  type InterruptResponseSchema,
+  StreamingService,
+  type StreamRequest,
+  type StreamResponse,
+} from "../gen/streaming_pb.js";
 import { authorize } from "./auth.js";
 import { unimplemented } from "./errors.js";
 import { canonicalHardwareId } from "./identifiers.js";
 import type { PttCore } from "./ptt-core.js";
 import { createStreamAudio } from "./stream-audio.js";
 
-/** The service implementation: the same handlers behind the Connect router and the bridge. */
-export function createServiceImpl(core: PttCore): ServiceImpl<typeof StreamingService> {
+/**
+ * The two calls ptt-edge serves, as plain functions: the Connect router and the
+ * bridge run the same ones. A runtime may substitute its own (the Workers runtime
+ * forwards them to the device's Durable Object).
+ */
+export interface StreamingHandlers {
+  streamAudio(req: StreamRequest, ctx: HandlerContext): AsyncIterable<StreamResponse>;
+  interruptSession(
+    req: InterruptRequest,
+    ctx: HandlerContext,
+  ): Promise<MessageInitShape<typeof InterruptResponseSchema>>;
+}
+
+export function createStreamingHandlers(core: PttCore): StreamingHandlers {
   return {
     streamAudio: createStreamAudio(core),
     interruptSession: (req, ctx) => interruptSession(core, req, ctx),
+  };
+}
+
+/** The service implementation behind the Connect router. */
+export function serviceImplOf(handlers: StreamingHandlers): ServiceImpl<typeof StreamingService> {
+  return {
+    streamAudio: (req, ctx) => handlers.streamAudio(req, ctx),
+    interruptSession: (req, ctx) => handlers.interruptSession(req, ctx),
     // Part of the native clients' service descriptor; no issue asks ptt-edge to serve them yet.
     generateWelcomeAudio() {
       throw unimplemented("GenerateWelcomeAudio");
@@ -21,9 +48,17 @@ export function createServiceImpl(core: PttCore): ServiceImpl<typeof StreamingSe
   };
 }
 
+/** The service implementation of a core (the usual case). */
+export function createServiceImpl(core: PttCore): ServiceImpl<typeof StreamingService> {
+  return serviceImplOf(createStreamingHandlers(core));
+}
+
 /** The one Connect router every runtime serves: `routes(core)(router)`. */
-export function routes(core: PttCore): (router: ConnectRouter) => void {
-  const impl = createServiceImpl(core);
+export function routes(
+  core: PttCore,
+  handlers: StreamingHandlers = createStreamingHandlers(core),
+): (router: ConnectRouter) => void {
+  const impl = serviceImplOf(handlers);
   return (router) => {
     router.service(StreamingService, impl);
   };

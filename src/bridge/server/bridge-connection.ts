@@ -4,15 +4,18 @@ import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
 import type { PttCore } from "../../core/ptt-core.js";
-import { createStreamAudio } from "../../core/stream-audio.js";
-import { createServiceImpl } from "../../core/streaming-service.js";
+import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import {
   type ClientFrame,
   ClientFrameSchema,
   type ServerFrame,
   ServerFrameSchema,
 } from "../../gen/bridge_pb.js";
-import { StreamingService, type StreamRequest } from "../../gen/streaming_pb.js";
+import {
+  type InterruptRequest,
+  StreamingService,
+  type StreamRequest,
+} from "../../gen/streaming_pb.js";
 import { type BridgeSocket, CLOSE } from "./socket-port.js";
 
 export interface BridgeOptions {
@@ -34,17 +37,16 @@ export function defaultBridgeOptions(limits: Limits): BridgeOptions {
 }
 
 /** The handlers a bridge runs: the very ones behind the Connect router. Build once per process. */
-export interface BridgeHandlers {
+export interface BridgeHandlers extends StreamingHandlers {
   readonly core: PttCore;
   readonly options: BridgeOptions;
-  readonly streamAudio: ReturnType<typeof createStreamAudio>;
-  readonly interruptSession: ReturnType<typeof createServiceImpl>["interruptSession"];
   readonly hello: Uint8Array;
 }
 
 export function createBridgeHandlers(
   core: PttCore,
   options?: Partial<BridgeOptions>,
+  handlers: StreamingHandlers = createStreamingHandlers(core),
 ): BridgeHandlers {
   const opts = { ...defaultBridgeOptions(core.limits), ...options };
   const limits: Record<string, bigint> = { max_frame_bytes: BigInt(opts.maxFrameBytes) };
@@ -64,8 +66,8 @@ export function createBridgeHandlers(
   return {
     core,
     options: opts,
-    streamAudio: createStreamAudio(core),
-    interruptSession: createServiceImpl(core).interruptSession,
+    streamAudio: handlers.streamAudio,
+    interruptSession: handlers.interruptSession,
     hello,
   };
 }
@@ -199,7 +201,7 @@ export class BridgeConnection {
 
   private async runInterrupt(
     id: number,
-    req: ClientFrame["body"]["value"] & { $typeName: "streaming.InterruptRequest" },
+    req: InterruptRequest,
     ctx: HandlerContext,
   ): Promise<void> {
     const res = await this.handlers.interruptSession(req, ctx);

@@ -21,6 +21,8 @@ const KNOWN_VARS = [
   "PTT_LOG_LEVEL",
   "PTT_END_MESSAGE",
   "PTT_ECHO_DELAY_MS",
+  // Read by the node:http2 runtimes (grpc-fast-path.ts); checked here so a typo fails loudly.
+  "PTT_GRPC_FAST_PATH",
 ];
 
 /** Environment variable of each limit: PTT_ + its wire name in upper case. */
@@ -50,6 +52,7 @@ export function configFromEnv(env: Env): ServerConfig {
     if (env[name] !== undefined) limits[key] = positiveInt(env, name);
   }
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
+  oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1");
   const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
   return {
     port: env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535),

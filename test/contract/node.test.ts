@@ -12,6 +12,8 @@ import { type Target, TEST_ECHO_DELAY_MS, TEST_LIMITS } from "./target.js";
 
 const transports: Record<string, (baseUrl: string) => Transport> = {
   grpc: (baseUrl) => createGrpcTransport({ baseUrl }),
+  // The same gRPC calls through connect's own handler: the fast path is off on this server.
+  "grpc-slow": (baseUrl) => createGrpcTransport({ baseUrl }),
   "connect-h1": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" }),
   "connect-h2": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2" }),
   "grpc-web": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
@@ -27,6 +29,7 @@ for (const [name, makeTransport] of Object.entries(transports)) {
         port: 0,
         config: { limits: TEST_LIMITS, clock, echoDelayMs: TEST_ECHO_DELAY_MS },
         graceMs: 0,
+        grpcFastPath: name !== "grpc-slow",
       });
       target = {
         name: `node/${name}`,

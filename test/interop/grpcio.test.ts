@@ -122,17 +122,22 @@ interface Server {
 }
 
 const servers: Record<string, () => Promise<Server>> = {
-  node: async () => {
-    const server = await startNodeServer({
-      port: 0,
-      host: "127.0.0.1",
-      config: { echoDelayMs: ECHO_DELAY_MS },
-    });
-    return { target: `127.0.0.1:${server.port}`, stop: () => server.close(0) };
-  },
+  node: () => nodeServer(true),
+  // Node with the gRPC fast path off (connect's own gRPC handler): results must not differ.
+  "node-grpc-slow": () => nodeServer(false),
   bun: () => spawned("bun"),
   deno: () => spawned("deno"),
 };
+
+async function nodeServer(grpcFastPath: boolean): Promise<Server> {
+  const server = await startNodeServer({
+    port: 0,
+    host: "127.0.0.1",
+    config: { echoDelayMs: ECHO_DELAY_MS },
+    grpcFastPath,
+  });
+  return { target: `127.0.0.1:${server.port}`, stop: () => server.close(0) };
+}
 
 async function spawned(runtime: "bun" | "deno"): Promise<Server> {
   const rt = await spawnRuntime(runtime, {

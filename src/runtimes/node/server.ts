@@ -10,6 +10,7 @@ import { createPttCore, type PttCore, type PttCoreOptions } from "../../core/ptt
 import { finishReplies } from "../../core/shutdown.js";
 import { routes } from "../../core/streaming-service.js";
 import { createNodeBridge } from "./bridge-ws.js";
+import { grpcFastPathFromEnv, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
 import { createOnePortServer } from "./one-port.js";
 
 type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
@@ -21,6 +22,11 @@ export interface NodeServerOptions {
   config?: PttCoreOptions;
   /** How long running replies may finish on shutdown before they are cancelled. */
   graceMs?: number;
+  /**
+   * Serve uncompressed binary gRPC calls through the fast path (grpc-fast-path.ts) instead of
+   * connect's pipeline. Default: on, unless PTT_GRPC_FAST_PATH=0.
+   */
+  grpcFastPath?: boolean;
 }
 
 export interface NodeServer {
@@ -61,6 +67,9 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     if (!bridge.upgrade(req, socket, head)) socket.destroy();
   });
   const h2 = http2.createServer({}, handler);
+  if (options.grpcFastPath ?? grpcFastPathFromEnv(process.env)) {
+    installStreamHandler(h2, pttGrpcFastPath(core, shutdown.signal));
+  }
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<Socket>();
   h2.on("session", (s) => {

@@ -12,7 +12,7 @@ import {
   streamAudio,
 } from "./calls.js";
 import { longText } from "./commit.cases.js";
-import type { Target } from "./target.js";
+import type { Capabilities, Target } from "./target.js";
 
 function expectExhausted(r: CallResult, limit: string): void {
   expect(r.code).toBe(Code.ResourceExhausted);
@@ -20,7 +20,7 @@ function expectExhausted(r: CallResult, limit: string): void {
 }
 
 /** CONTRACT §5: each breach is RESOURCE_EXHAUSTED naming the limit, and nothing stored is lost. */
-export function limitCases(target: () => Target): void {
+export function limitCases(caps: Capabilities, target: () => Target): void {
   describe("limits (§5)", () => {
     it("chunk_text per chunk", async () => {
       const t = target();
@@ -143,10 +143,9 @@ export function limitCases(target: () => Target): void {
       const hw = newDevice();
       const sid = newSession();
       await streamAudio(client, collect(hw, sid, 1, "retry me"));
-      // Fill every reply slot with long replies, each on its own device.
-      const devices = Array.from({ length: t.limits.maxConcurrentReplies }, () =>
-        newDevice("busy"),
-      );
+      // Fill every reply slot with long replies of the same device (on Workers the slots are
+      // per device object; elsewhere per instance: one device fills them either way).
+      const devices = Array.from({ length: t.limits.maxConcurrentReplies }, () => hw);
       let started = 0;
       let allStarted!: () => void;
       const full = new Promise<void>((r) => {
@@ -165,7 +164,7 @@ export function limitCases(target: () => Target): void {
       await full;
       const rejected = await streamAudio(client, commit(hw, sid));
       expectExhausted(rejected, "max_concurrent_replies");
-      await Promise.all(devices.map((d) => client.interruptSession({ hardwareId: d })));
+      await client.interruptSession({ hardwareId: hw });
       for (const r of await Promise.all(running)) expect(r.code).toBe(Code.Canceled);
       const retry = await streamAudio(client, commit(hw, sid));
       expect(retry.code).toBeUndefined();
@@ -199,7 +198,17 @@ export function limitCases(target: () => Target): void {
       };
       const r = await streamAudio(client, collect(hw, sid, 2, undefined, { chunkAudio: audio }));
       expect(r.code).toBe(Code.ResourceExhausted);
-      expect(replyText(await streamAudio(client, commit(hw, sid)))).toBe("small ");
+      let done = await streamAudio(client, commit(hw, sid));
+      // A transport failure has no frames (a server error has its error_message frame).
+      if (
+        caps.oversizeRequestResetsConnection &&
+        done.code !== undefined &&
+        done.frames.length === 0
+      ) {
+        // The refused upload's connection was closed under the pooled client: one retry.
+        done = await streamAudio(client, commit(hw, sid));
+      }
+      expect(replyText(done)).toBe("small ");
     });
   });
 }

@@ -15,6 +15,6 @@ export function contractSuite(caps: Capabilities, target: () => Target): void {
   collectCases(target);
   commitCases(caps, target);
   interruptCases(target);
-  limitCases(target);
+  limitCases(caps, target);
   ttlCases(caps, target);
 }

@@ -21,6 +21,11 @@ export interface Capabilities {
   advanceClock?: (ms: number) => void;
   /** The transport delivers response headers with the trailers, at the end (the bridge). */
   headersWithTrailers?: boolean;
+  /**
+   * The server answers an over-size upload before reading it and closes that HTTP/1.1
+   * connection, so the pooled client's next call on it fails once (workerd).
+   */
+  oversizeRequestResetsConnection?: boolean;
 }
 
 /** Limits every test server is started with: small, so each breach is cheap to reach. */

@@ -1,0 +1,36 @@
+import type { Clock } from "../../core/ports.js";
+
+/**
+ * The store's one timer as the Durable Object's one alarm, so expiry happens even
+ * after the object was evicted: the alarm wakes it, the constructor reloads the
+ * journal (re-arming for the earliest deadline), and alarm() runs the sweep.
+ */
+export class AlarmClock implements Clock {
+  private pending: (() => void) | undefined;
+
+  constructor(private readonly storage: DurableObjectStorage) {}
+
+  now(): number {
+    return Date.now();
+  }
+
+  setTimer(fn: () => void, ms: number): unknown {
+    this.pending = fn;
+    // The output gate holds responses until the alarm is durably set.
+    void this.storage.setAlarm(Date.now() + ms);
+    return fn;
+  }
+
+  clearTimer(handle: unknown): void {
+    if (handle !== this.pending) return;
+    this.pending = undefined;
+    void this.storage.deleteAlarm();
+  }
+
+  /** alarm(): run the store's timer callback. */
+  fire(): void {
+    const fn = this.pending;
+    this.pending = undefined;
+    fn?.();
+  }
+}

@@ -1,0 +1,163 @@
+import { DurableObject } from "cloudflare:workers";
+import {
+  BridgeConnection,
+  type BridgeHandlers,
+  createBridgeHandlers,
+} from "../../bridge/server/bridge-connection.js";
+import { bridgeRequestHeaders } from "../../bridge/server/handshake.js";
+import { canonicalHardwareId } from "../../core/identifiers.js";
+import { DEFAULT_LIMITS } from "../../core/limits.js";
+import { createPttCore, type PttCore } from "../../core/ptt-core.js";
+import type { SessionRecord } from "../../core/session.js";
+import { createMemoryStore } from "../../core/stores/memory-store.js";
+import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
+import { AlarmClock } from "./alarm-clock.js";
+import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
+import { configOf, type Env } from "./env.js";
+import { lengthPrefixed } from "./frame-stream.js";
+
+/**
+ * One device's actor: its sessions (journaled in SQLite-backed storage, so they
+ * survive hibernation, eviction and restarts), its running replies (so interrupt
+ * and barge-in reach them), one alarm for the earliest deadline, and the bridge
+ * sockets of its browsers (hibernatable). Calls of other devices that arrive on one
+ * of its sockets are forwarded to their own objects.
+ */
+export class DeviceObject extends DurableObject<Env> {
+  private readonly clock: AlarmClock;
+  private readonly core: PttCore;
+  private readonly bridge: BridgeHandlers;
+  private readonly sockets = new Map<WebSocket, BridgeConnection>();
+  private device: string | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.clock = new AlarmClock(ctx.storage);
+    const config = configOf(env);
+    const kv = ctx.storage.kv;
+    this.device = kv.get<string>("device");
+    let core!: PttCore;
+    const store = createMemoryStore({
+      limits: { ...DEFAULT_LIMITS, ...config.core.limits },
+      clock: this.clock,
+      onExpired: (n) => {
+        core.metrics.expirations += n;
+      },
+      journal: {
+        load: () => kv.list<SessionRecord>({ prefix: "s:" }),
+        put: (k, r) => kv.put(`s:${k}`, r),
+        delete: (k) => void kv.delete(`s:${k}`),
+      },
+    });
+    core = createPttCore({ ...config.core, clock: this.clock, store });
+    this.core = core;
+    const local = createStreamingHandlers(core);
+    const remote = createDeviceProxy(env.DEVICE, core.auth);
+    this.bridge = createBridgeHandlers(core, {}, this.route(local, remote));
+  }
+
+  /** Own calls run here; a socket's calls for another device go to that device's object. */
+  private route(local: StreamingHandlers, remote: StreamingHandlers): StreamingHandlers {
+    const mine = (hardwareId: string) => {
+      try {
+        return canonicalHardwareId(hardwareId) === this.device;
+      } catch {
+        return true; // let the local handler answer INVALID_ARGUMENT
+      }
+    };
+    return {
+      streamAudio: (req, ctx) => (mine(req.hardwareId) ? local : remote).streamAudio(req, ctx),
+      interruptSession: (req, ctx) =>
+        (mine(req.hardwareId) ? local : remote).interruptSession(req, ctx),
+    };
+  }
+
+  override async fetch(req: Request): Promise<Response> {
+    const device = req.headers.get(DEVICE_HEADER);
+    if (device && device !== this.device) {
+      this.device = device;
+      this.ctx.storage.kv.put("device", device);
+    }
+    const path = new URL(req.url).pathname;
+    if (path === "/v1/bridge") return this.acceptSocket(req);
+    if (path === "/call") return this.runCall(req);
+    return new Response("not found\n", { status: 404 });
+  }
+
+  /** One forwarded call: the bridge envelope over an HTTP body, frames length-prefixed. */
+  private async runCall(req: Request): Promise<Response> {
+    const frame = new Uint8Array(await req.arrayBuffer());
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const conn = new BridgeConnection(
+      this.bridge,
+      {
+        send: (bytes) => {
+          // A Worker that went away cancels the stream; the call is cancelled via req.signal.
+          writer.write(lengthPrefixed(bytes)).catch(() => {});
+          // A call is removed before its CallEnd is sent: no running call left = that was the end.
+          if (conn.runningCalls === 0) writer.close().catch(() => {});
+        },
+        close: () => void writer.close().catch(() => {}),
+        bufferedAmount: () => 0,
+      },
+      req.headers,
+      req.url,
+    );
+    req.signal.addEventListener("abort", () => conn.closedByPeer(), { once: true });
+    conn.receive(frame);
+    return new Response(readable, { headers: { "content-type": "application/octet-stream" } });
+  }
+
+  private acceptSocket(req: Request): Response {
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    // Hibernatable: an idle hold costs nothing; the object wakes for the next message.
+    this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ headers: [...bridgeRequestHeaders(req.headers)], url: req.url });
+    this.connection(server).open();
+    const protocol = req.headers.get("sec-websocket-protocol")?.includes("ptt.bridge.v1");
+    return new Response(null, {
+      status: 101,
+      webSocket: client,
+      headers: protocol ? { "sec-websocket-protocol": "ptt.bridge.v1" } : {},
+    });
+  }
+
+  /** The socket's connection, rebuilt from its attachment after hibernation. */
+  private connection(ws: WebSocket): BridgeConnection {
+    let conn = this.sockets.get(ws);
+    if (!conn) {
+      const att = ws.deserializeAttachment() as { headers: [string, string][]; url: string };
+      conn = new BridgeConnection(
+        this.bridge,
+        {
+          send: (bytes) => ws.send(bytes),
+          close: (code, reason) => ws.close(code, reason),
+          bufferedAmount: () => 0,
+        },
+        new Headers(att.headers),
+        att.url,
+      );
+      this.sockets.set(ws, conn);
+    }
+    return conn;
+  }
+
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    this.connection(ws).receive(typeof message === "string" ? message : new Uint8Array(message));
+  }
+
+  override webSocketClose(ws: WebSocket): void {
+    this.sockets.get(ws)?.closedByPeer();
+    this.sockets.delete(ws);
+  }
+
+  override webSocketError(ws: WebSocket): void {
+    this.webSocketClose(ws);
+  }
+
+  override alarm(): void {
+    this.clock.fire();
+  }
+}

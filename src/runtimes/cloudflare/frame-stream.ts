@@ -1,0 +1,33 @@
+/**
+ * Length-prefixed frames over a byte stream: how a Durable Object streams a call's
+ * ServerFrames back to the Worker in one HTTP response body.
+ */
+export function lengthPrefixed(frame: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + frame.byteLength);
+  new DataView(out.buffer).setUint32(0, frame.byteLength);
+  out.set(frame, 4);
+  return out;
+}
+
+export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  let buf = new Uint8Array(0);
+  try {
+    for (;;) {
+      while (buf.byteLength >= 4) {
+        const n = new DataView(buf.buffer, buf.byteOffset, 4).getUint32(0);
+        if (buf.byteLength < 4 + n) break;
+        yield buf.slice(4, 4 + n);
+        buf = buf.slice(4 + n);
+      }
+      const { done, value } = await reader.read();
+      if (done) return;
+      const next = new Uint8Array(buf.byteLength + value.byteLength);
+      next.set(buf);
+      next.set(value, buf.byteLength);
+      buf = next;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}

@@ -1,0 +1,62 @@
+import { mountDemo } from "../../bridge/demo/routes.js";
+import { refusedOrigin } from "../../bridge/server/handshake.js";
+import { createFetchApp, type FetchHandler } from "../../core/fetch-app.js";
+import { canonicalHardwareId } from "../../core/identifiers.js";
+import { createPttCore } from "../../core/ptt-core.js";
+import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
+import { configOf, type Env } from "./env.js";
+
+export { DeviceObject } from "./device-object.js";
+
+// One app per isolate and environment: the Worker only validates and routes.
+const apps = new WeakMap<Env, { app: FetchHandler; allowedOrigins: readonly string[] }>();
+
+function appFor(env: Env) {
+  let entry = apps.get(env);
+  if (!entry) {
+    const core = createPttCore(configOf(env).core);
+    const app = createFetchApp(core, {
+      handlers: createDeviceProxy(env.DEVICE, core.auth),
+      extend: mountDemo,
+    });
+    entry = { app, allowedOrigins: core.allowedOrigins };
+    apps.set(env, entry);
+  }
+  return entry;
+}
+
+/**
+ * The Worker: Connect and gRPC-Web through Connect's fetch handlers, each call
+ * forwarded to its device's Durable Object; bridge sockets handed to the device
+ * object named by `?hardware_id=`. gRPC is not served: Workers cannot send HTTP
+ * trailers to the client.
+ */
+export default {
+  async fetch(req: Request, env: Env): Promise<Response> {
+    const { app, allowedOrigins } = appFor(env);
+    const url = new URL(req.url);
+    if (url.pathname === "/metrics") {
+      // Counters live in each device's object; Workers analytics covers the Worker itself.
+      return new Response("per-device metrics live in Durable Objects on Workers\n", {
+        status: 501,
+      });
+    }
+    if (url.pathname !== "/v1/bridge") return app(req);
+    const refused = refusedOrigin(req.headers, allowedOrigins);
+    if (refused) return new Response(`${refused}\n`, { status: 403 });
+    let device: string;
+    try {
+      device = canonicalHardwareId(url.searchParams.get("hardware_id") ?? "");
+    } catch (err) {
+      return new Response(
+        `${(err as Error).message} (the hardware_id query parameter picks the device)\n`,
+        {
+          status: 400,
+        },
+      );
+    }
+    const headers = new Headers(req.headers);
+    headers.set(DEVICE_HEADER, device);
+    return env.DEVICE.get(env.DEVICE.idFromName(device)).fetch(new Request(req, { headers }));
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,72 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe } from "vitest";
+import { WebSocket } from "ws";
+import { BridgeChannel, type WebSocketFactory } from "../../src/bridge/client/channel.js";
+import { createBridgeTransport } from "../../src/bridge/client/transport.js";
+import { limitsEnv } from "../support/spawn-runtime.js";
+import { type SpawnedWorker, spawnWrangler } from "../support/spawn-wrangler.js";
+import { contractSuite } from "./suite.js";
+import { type Capabilities, type Target, TEST_ECHO_DELAY_MS, TEST_LIMITS } from "./target.js";
+
+/**
+ * What Workers cannot do, in one place:
+ * - no gRPC: a Worker cannot send HTTP trailers to its client (Connect and gRPC-Web work);
+ * - response headers (ptt-turn-id) arrive with the trailers: each call hops Worker -> device
+ *   object, and the object streams the call back in the bridge envelope, which ends with them;
+ * - no movable clock in workerd: TTL cases run in process on Node, in the store suite, and
+ *   as alarm tests in workerd;
+ * - workerd answers an over-size upload early and drops that keep-alive connection;
+ * - max_concurrent_replies counts per device object (each object is its own instance).
+ */
+const CAPABILITIES: Capabilities = {
+  headersWithTrailers: true,
+  oversizeRequestResetsConnection: true,
+};
+
+const transports: Record<string, (w: SpawnedWorker, channel: () => BridgeChannel) => Transport> = {
+  "connect-h1": (w) => createConnectTransport({ baseUrl: w.url, httpVersion: "1.1" }),
+  "grpc-web": (w) => createGrpcWebTransport({ baseUrl: w.url, httpVersion: "1.1" }),
+  bridge: (_w, channel) => createBridgeTransport(channel()),
+};
+
+describe("contract: workers (wrangler dev --local)", () => {
+  let worker: SpawnedWorker;
+  let state: string;
+  let channel: BridgeChannel;
+  beforeAll(async () => {
+    state = await mkdtemp(join(tmpdir(), "ptt-wrangler-"));
+    worker = await spawnWrangler(
+      { ...limitsEnv(TEST_LIMITS), PTT_ECHO_DELAY_MS: String(TEST_ECHO_DELAY_MS) },
+      state,
+    );
+    // A socket is accepted by one device's object; calls for other devices are forwarded.
+    channel = new BridgeChannel(
+      `${worker.url.replace("http", "ws")}/v1/bridge?hardware_id=contract-bridge`,
+      { WebSocket: WebSocket as unknown as WebSocketFactory },
+    );
+    await channel.ready();
+  }, 90_000);
+  afterAll(async () => {
+    channel?.close();
+    await worker?.stop();
+    await rm(state, { recursive: true, force: true });
+  });
+  for (const [name, make] of Object.entries(transports)) {
+    describe(`workers/${name}`, () => {
+      let target: Target;
+      beforeAll(() => {
+        target = {
+          name: `workers/${name}`,
+          transport: make(worker, () => channel),
+          limits: TEST_LIMITS,
+          echoDelayMs: TEST_ECHO_DELAY_MS,
+        };
+      });
+      contractSuite(CAPABILITIES, () => target);
+    });
+  }
+});

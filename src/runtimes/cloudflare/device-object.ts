@@ -44,7 +44,8 @@ export class DeviceObject extends DurableObject<Env> {
         core.metrics.expirations += n;
       },
       journal: {
-        load: () => kv.list<SessionRecord>({ prefix: "s:" }),
+        load: () =>
+          [...kv.list<SessionRecord>({ prefix: "s:" })].map(([k, r]) => [k.slice(2), r] as const),
         put: (k, r) => kv.put(`s:${k}`, r),
         delete: (k) => void kv.delete(`s:${k}`),
       },

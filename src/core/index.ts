@@ -1,0 +1,33 @@
+// The public surface of the runtime-neutral core (named exports only).
+export { type Authenticator, createStaticTokenAuth } from "./auth.js";
+export { configFromEnv, type Env, limitEnvName, type ServerConfig } from "./env-config.js";
+export { createFetchApp, type FetchAppOptions, type FetchHandler } from "./fetch-app.js";
+export { createHttpApp } from "./http-app.js";
+export { createJsonLogger, type LogLevel } from "./json-logger.js";
+export { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "./limits.js";
+export type {
+  CancelResult,
+  Clock,
+  CollectResult,
+  Logger,
+  ReplyPart,
+  SessionStore,
+  StoreStats,
+  Workflow,
+} from "./ports.js";
+export { type BargeIn, createPttCore, type PttCore, type PttCoreOptions } from "./ptt-core.js";
+export type { Chunk, CommittedTurn, SessionKey } from "./session.js";
+export { finishReplies } from "./shutdown.js";
+export {
+  createMemoryStore,
+  type MemoryStoreOptions,
+  type RecordJournal,
+} from "./stores/memory-store.js";
+export {
+  createServiceImpl,
+  createStreamingHandlers,
+  routes,
+  type StreamingHandlers,
+} from "./streaming-service.js";
+export { systemClock } from "./system-clock.js";
+export { createEchoWorkflow, type EchoOptions } from "./workflows/echo.js";

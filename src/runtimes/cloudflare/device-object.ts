@@ -15,6 +15,7 @@ import { AlarmClock } from "./alarm-clock.js";
 import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
 import { configOf, type Env } from "./env.js";
 import { lengthPrefixed } from "./frame-stream.js";
+import { createWorkersAiWorkflow } from "./workers-ai.js";
 
 /**
  * One device's actor: its sessions (journaled in SQLite-backed storage, so they
@@ -50,7 +51,17 @@ export class DeviceObject extends DurableObject<Env> {
         delete: (k) => void kv.delete(`s:${k}`),
       },
     });
-    core = createPttCore({ ...config.core, clock: this.clock, store });
+    const ai = env.PTT_WORKFLOW === "workers-ai" ? env.AI : undefined;
+    if (env.PTT_WORKFLOW === "workers-ai" && !ai) {
+      throw new Error('PTT_WORKFLOW: "workers-ai" needs the AI binding ([ai] binding = "AI")');
+    }
+    const workflow = ai
+      ? createWorkersAiWorkflow(
+          ai,
+          typeof env.PTT_AI_MODEL === "string" ? env.PTT_AI_MODEL : undefined,
+        )
+      : undefined;
+    core = createPttCore({ ...config.core, clock: this.clock, store, workflow });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);

@@ -1,12 +1,13 @@
 import type { ServerConfig } from "../../core/env-config.js";
 import { configFromEnv } from "../../core/env-config.js";
 import type { DeviceNamespace } from "./device-proxy.js";
+import type { AiBinding } from "./workers-ai.js";
 
 /** Bindings and vars of wrangler.toml. PTT_* vars are the same settings as on every runtime. */
 export interface Env {
   DEVICE: DeviceNamespace & DurableObjectNamespace;
   /** Optional Workers AI binding, used when PTT_WORKFLOW = "workers-ai". */
-  AI?: { run(model: string, input: unknown): Promise<unknown> };
+  AI?: AiBinding;
   [name: string]: unknown;
 }
 

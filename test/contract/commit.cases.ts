@@ -74,7 +74,7 @@ export function commitCases(caps: Capabilities, target: () => Target): void {
         expect(r.message).toBe(`session ${sid} is already committed`);
         expect(r.frames).toEqual([{ case: "errorMessage", value: r.message }]);
       }
-    });
+    }, 30_000);
 
     it("nothing to commit: INVALID_ARGUMENT and the session stays open", async () => {
       const client = clientFor(target());

@@ -169,7 +169,7 @@ export function limitCases(caps: Capabilities, target: () => Target): void {
       const retry = await streamAudio(client, commit(hw, sid));
       expect(retry.code).toBeUndefined();
       expect(replyText(retry)).toBe("retry me");
-    });
+    }, 30_000);
 
     it("a COMMIT over a limit is rejected and leaves the buffer intact", async () => {
       const t = target();

@@ -1,0 +1,141 @@
+import { describe, expect, it } from "vitest";
+import type { ServerFrame } from "../../src/gen/bridge_pb.js";
+import type { StreamResponse } from "../../src/gen/streaming_pb.js";
+import {
+  BridgeSocket,
+  collect,
+  commit,
+  eventually,
+  IDLE_TTL_MS,
+  newDevice,
+  recordKey,
+  replyText,
+  stored,
+  swapInFreshInstance,
+} from "./helpers.js";
+
+function responses(frames: ServerFrame[]): StreamResponse["content"][] {
+  return frames.flatMap((f) => (f.body.case === "response" ? [f.body.value.content] : []));
+}
+
+function callEnd(frame: ServerFrame) {
+  if (frame.body.case !== "end") throw new Error(`expected a CallEnd, got ${frame.body.case}`);
+  return frame.body.value;
+}
+
+/** Hello, then two COLLECTs acked on calls 1 and 2. */
+async function openAndCollect(hw: string, sid: string): Promise<BridgeSocket> {
+  const socket = await BridgeSocket.open(hw);
+  const hello = await socket.next();
+  expect(hello.callId).toBe(0);
+  expect(hello.body.case).toBe("hello");
+  if (hello.body.case === "hello") {
+    expect(hello.body.value.protocolVersion).toBe(1);
+    expect(hello.body.value.limits.idle_ttl_ms).toBe(BigInt(IDLE_TTL_MS));
+  }
+  for (const [callId, text] of [
+    [1, "over the "],
+    [2, "socket"],
+  ] as const) {
+    socket.streamAudio(callId, collect(hw, sid, callId, text));
+    const { frames, end } = await socket.call(callId);
+    expect(responses(frames)).toEqual([{ case: "endMessage", value: "COLLECT_ACCEPTED" }]);
+    expect(callEnd(end)).toMatchObject({ code: "", message: "" });
+    expect(callEnd(end).metadata).toMatchObject({
+      "ptt-collect": "accepted",
+      "ptt-last-seq": String(callId),
+    });
+  }
+  return socket;
+}
+
+async function commitOn(socket: BridgeSocket, hw: string, sid: string, callId: number) {
+  socket.streamAudio(callId, commit(hw, sid));
+  const { frames, end } = await socket.call(callId);
+  const reply = responses(frames);
+  expect(replyText(reply)).toBe("over the socket");
+  expect(reply.at(-1)).toEqual({ case: "endMessage", value: "RESPONSE_COMPLETED" });
+  expect(frames.filter((f) => f.body.case === "end")).toHaveLength(1);
+  const e = callEnd(end);
+  expect(e.code).toBe("");
+  expect(e.metadata["ptt-turn-id"]).toMatch(/^[0-9a-f-]{36}$/);
+  expect(Number(e.metadata["ptt-commit-ms"])).toBeGreaterThanOrEqual(0);
+  expect((await stored(hw)).records.get(recordKey(hw, sid))?.state).toBe("committed");
+}
+
+// Bridge sockets are accepted by the device's object with the Hibernation API; the
+// socket outlives the object's memory, so its connection is rebuilt from its attachment.
+describe("hibernatable bridge sockets", () => {
+  it("Hello, COLLECTs and a COMMIT over one socket through the Worker: reply frames, one CallEnd", async () => {
+    const hw = newDevice("socket");
+    const sid = crypto.randomUUID();
+    const socket = await openAndCollect(hw, sid);
+    await commitOn(socket, hw, sid, 3);
+    socket.close();
+  });
+
+  it("the object loses its memory between COLLECT and COMMIT: the COMMIT still replies on the socket", async () => {
+    const hw = newDevice("hibernated");
+    const sid = crypto.randomUUID();
+    const socket = await openAndCollect(hw, sid);
+    // As after hibernation: a new instance with no connections, its store reloaded from storage.
+    await swapInFreshInstance(hw);
+    await commitOn(socket, hw, sid, 3);
+    // The rebuilt connection runs further calls, and a reused running id is still refused.
+    socket.streamAudio(4, commit(hw, sid));
+    const dup = callEnd((await socket.call(4)).end);
+    expect(dup).toMatchObject({
+      code: "already_exists",
+      message: `session ${sid} is already committed`,
+    });
+    expect(socket.closed).toBeUndefined();
+    socket.close();
+  });
+
+  it("a call for another device on the socket is forwarded to that device's object", async () => {
+    const hw = newDevice("socket-owner");
+    const other = newDevice("socket-other");
+    const sid = crypto.randomUUID();
+    const socket = await BridgeSocket.open(hw);
+    expect((await socket.next()).body.case).toBe("hello");
+    await swapInFreshInstance(hw);
+    socket.streamAudio(1, collect(other, sid, 1, "elsewhere"));
+    expect(callEnd((await socket.call(1)).end).metadata["ptt-collect"]).toBe("accepted");
+    expect((await stored(other)).records.get(recordKey(other, sid))?.state).toBe("open");
+    expect((await stored(hw)).records.size).toBe(0);
+    socket.close();
+  });
+
+  it("accepts an upgrade with a few KB of cookies, and rebuilds its connection after a swap", async () => {
+    const hw = newDevice("cookies");
+    const sid = crypto.randomUUID();
+    const socket = await BridgeSocket.open(hw, { cookie: `session=${"x".repeat(4096)}` });
+    expect((await socket.next()).body.case).toBe("hello");
+    await swapInFreshInstance(hw);
+    socket.streamAudio(1, collect(hw, sid, 1, "with cookies"));
+    expect(callEnd((await socket.call(1)).end).code).toBe("");
+    socket.close();
+  });
+
+  // Known defect, kept visible: acceptSocket serializes every upgrade header (cookies
+  // included) into the socket's attachment, which workerd caps at 16 KiB, so a browser
+  // with 20 KB of cookies for the site cannot open the bridge. Only `authorization` is
+  // read back. When fixed, this starts failing: make it a plain `it`.
+  it.fails("accepts an upgrade with 20 KB of cookies (attachment over 16 KiB)", async () => {
+    const hw = newDevice("big-cookies");
+    const socket = await BridgeSocket.open(hw, { cookie: `session=${"x".repeat(20_000)}` });
+    expect((await socket.next()).body.case).toBe("hello");
+    socket.close();
+  });
+
+  // Known defect, kept visible: the Hibernation API does not answer a client's Close
+  // frame for the object; webSocketClose must call ws.close(code, reason), or the
+  // client stays CLOSING until it times out (1006). When fixed, make it a plain `it`.
+  it.fails("answers the client's Close frame (the close handshake completes)", async () => {
+    const socket = await BridgeSocket.open(newDevice("close"));
+    expect((await socket.next()).body.case).toBe("hello");
+    socket.close();
+    await eventually(async () => socket.closed, "the server's Close frame", 500);
+    expect(socket.closed?.code).toBe(1000);
+  });
+});

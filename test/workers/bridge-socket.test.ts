@@ -117,21 +117,18 @@ describe("hibernatable bridge sockets", () => {
     socket.close();
   });
 
-  // Known defect, kept visible: acceptSocket serializes every upgrade header (cookies
-  // included) into the socket's attachment, which workerd caps at 16 KiB, so a browser
-  // with 20 KB of cookies for the site cannot open the bridge. Only `authorization` is
-  // read back. When fixed, this starts failing: make it a plain `it`.
-  it.fails("accepts an upgrade with 20 KB of cookies (attachment over 16 KiB)", async () => {
+  // Regression (was a defect): acceptSocket serialized every upgrade header (cookies
+  // included) into the socket's attachment, which workerd caps at 16 KiB.
+  it("accepts an upgrade with 20 KB of cookies (attachment over 16 KiB)", async () => {
     const hw = newDevice("big-cookies");
     const socket = await BridgeSocket.open(hw, { cookie: `session=${"x".repeat(20_000)}` });
     expect((await socket.next()).body.case).toBe("hello");
     socket.close();
   });
 
-  // Known defect, kept visible: the Hibernation API does not answer a client's Close
-  // frame for the object; webSocketClose must call ws.close(code, reason), or the
-  // client stays CLOSING until it times out (1006). When fixed, make it a plain `it`.
-  it.fails("answers the client's Close frame (the close handshake completes)", async () => {
+  // Regression (was a defect): the Hibernation API does not answer a client's Close frame
+  // for the object; webSocketClose must call ws.close(code, reason).
+  it("answers the client's Close frame (the close handshake completes)", async () => {
     const socket = await BridgeSocket.open(newDevice("close"));
     expect((await socket.next()).body.case).toBe("hello");
     socket.close();

@@ -126,7 +126,9 @@ export class DeviceObject extends DurableObject<Env> {
     const [client, server] = [pair[0], pair[1]];
     // Hibernatable: an idle hold costs nothing; the object wakes for the next message.
     this.ctx.acceptWebSocket(server);
-    server.serializeAttachment({ headers: [...bridgeRequestHeaders(req.headers)], url: req.url });
+    // Attachments are capped at 16 KiB (cookies alone can exceed it): keep only what calls read.
+    const auth = bridgeRequestHeaders(req.headers).get("authorization");
+    server.serializeAttachment({ headers: auth ? [["authorization", auth]] : [], url: req.url });
     this.connection(server).open();
     const protocol = req.headers.get("sec-websocket-protocol")?.includes("ptt.bridge.v1");
     return new Response(null, {
@@ -160,13 +162,26 @@ export class DeviceObject extends DurableObject<Env> {
     this.connection(ws).receive(typeof message === "string" ? message : new Uint8Array(message));
   }
 
-  override webSocketClose(ws: WebSocket): void {
-    this.sockets.get(ws)?.closedByPeer();
-    this.sockets.delete(ws);
+  override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    this.forget(ws);
+    // The hibernation API leaves the closing handshake to us: answer the client's Close
+    // (1005/1006/1015 are never sent on the wire).
+    if (code !== 1005 && code !== 1006 && code !== 1015) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        // already closed
+      }
+    }
   }
 
   override webSocketError(ws: WebSocket): void {
-    this.webSocketClose(ws);
+    this.forget(ws);
+  }
+
+  private forget(ws: WebSocket): void {
+    this.sockets.get(ws)?.closedByPeer();
+    this.sockets.delete(ws);
   }
 
   override alarm(): void {

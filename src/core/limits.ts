@@ -10,6 +10,10 @@ export interface Limits {
   maxScreenshotBytes: number;
   maxOpenSessionsPerDevice: number;
   maxOpenSessionsPerInstance: number;
+  /** Bytes (text, audio, screenshots) held in all open sessions of this instance. */
+  maxBufferedBytesPerInstance: number;
+  /** Sealed sessions remembered per device (its oldest are forgotten first). */
+  maxTombstonesPerDevice: number;
   /** An OPEN session with no chunk for this long expires. */
   idleTtlMs: number;
   /** An OPEN session older than this expires, however busy. */
@@ -29,6 +33,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxScreenshotBytes: 4 * 1024 * 1024,
   maxOpenSessionsPerDevice: 8,
   maxOpenSessionsPerInstance: 100_000,
+  maxBufferedBytesPerInstance: 1024 * 1024 * 1024,
+  maxTombstonesPerDevice: 1024,
   idleTtlMs: 60_000,
   maxHoldMs: 600_000,
   tombstoneTtlMs: 300_000,
@@ -45,6 +51,8 @@ export const LIMIT_NAMES: Readonly<Record<keyof Limits, string>> = Object.freeze
   maxScreenshotBytes: "max_screenshot_bytes",
   maxOpenSessionsPerDevice: "max_open_sessions_per_device",
   maxOpenSessionsPerInstance: "max_open_sessions_per_instance",
+  maxBufferedBytesPerInstance: "max_buffered_bytes_per_instance",
+  maxTombstonesPerDevice: "max_tombstones_per_device",
   idleTtlMs: "idle_ttl_ms",
   maxHoldMs: "max_hold_ms",
   tombstoneTtlMs: "tombstone_ttl_ms",

@@ -913,6 +913,40 @@ export function testStore(name: string, makeStore: MakeStore): void {
         expect(await committedText(b)).toBe("for B still open");
       });
     });
+
+    describe("instance-wide bounds", () => {
+      it("buffered bytes per instance: RESOURCE_EXHAUSTED naming the limit, nothing lost", async () => {
+        const { store, committedText } = await setup({ maxBufferedBytesPerInstance: 40 });
+        const a = newKey();
+        const b = newKey();
+        await store.collect(a, chunk(1, "x".repeat(30), DELTA));
+        await expectRefused(
+          store.collect(b, chunk(1, "y".repeat(20), DELTA)),
+          Code.ResourceExhausted,
+          /^max_buffered_bytes_per_instance: /,
+        );
+        expect((await store.stats()).bufferedBytes).toBe(30);
+        expect(await committedText(a)).toBe("x".repeat(30));
+        // Committing gave the bytes back.
+        expect((await store.stats()).bufferedBytes).toBe(0);
+        expect((await store.collect(b, chunk(1, "y".repeat(20), DELTA))).outcome).toBe("accepted");
+      });
+
+      it("tombstones per device: a device that seals too many forgets its own oldest, never another's", async () => {
+        const { store, commit } = await setup({ maxTombstonesPerDevice: 3 });
+        const victim = newKey();
+        await store.collect(victim, chunk(1, "once"));
+        await commit(victim);
+        const noisy = newDevice();
+        for (let i = 0; i < 10; i++) expect(await store.cancel(newKey(noisy))).toBe("unknown");
+        // The victim's seal still answers: its turn cannot run twice.
+        await expectRefused(
+          commit(victim),
+          Code.AlreadyExists,
+          `session ${victim.sessionId} is already committed`,
+        );
+      });
+    });
   });
 }
 

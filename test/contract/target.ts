@@ -37,6 +37,8 @@ export const TEST_LIMITS: Limits = {
   maxScreenshotBytes: 8 * 1024,
   maxOpenSessionsPerDevice: 8,
   maxOpenSessionsPerInstance: 100_000,
+  maxBufferedBytesPerInstance: 1024 * 1024 * 1024,
+  maxTombstonesPerDevice: 1024,
   idleTtlMs: 60_000,
   maxHoldMs: 600_000,
   tombstoneTtlMs: 300_000,

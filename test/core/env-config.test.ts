@@ -10,6 +10,8 @@ const LIMIT_VARS: Record<keyof Limits, string> = {
   maxScreenshotBytes: "PTT_MAX_SCREENSHOT_BYTES",
   maxOpenSessionsPerDevice: "PTT_MAX_OPEN_SESSIONS_PER_DEVICE",
   maxOpenSessionsPerInstance: "PTT_MAX_OPEN_SESSIONS_PER_INSTANCE",
+  maxBufferedBytesPerInstance: "PTT_MAX_BUFFERED_BYTES_PER_INSTANCE",
+  maxTombstonesPerDevice: "PTT_MAX_TOMBSTONES_PER_DEVICE",
   idleTtlMs: "PTT_IDLE_TTL_MS",
   maxHoldMs: "PTT_MAX_HOLD_MS",
   tombstoneTtlMs: "PTT_TOMBSTONE_TTL_MS",

@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import type { SessionRecord } from "../../src/core/session.js";
 import { createMemoryStore, type RecordJournal } from "../../src/core/stores/memory-store.js";
@@ -66,5 +67,43 @@ describe("journaled memory store: rebuilt after a restart", () => {
     await store.collect(key(), delta(1, "x"));
     clock.tick(limits.idleTtlMs + limits.tombstoneTtlMs + 2000);
     expect(journal.map.size).toBe(0);
+  });
+
+  it("a journal write that fails changes nothing and answers UNAVAILABLE", async () => {
+    const clock = new ManualClock();
+    const journal = mapJournal();
+    // Like SQLite-backed Durable Object storage, refuse values over a size.
+    const capped: RecordJournal = {
+      ...journal,
+      put: (k, r) => {
+        const audio = r.state === "open" ? r.audio.reduce((n, p) => n + p.audio.data.length, 0) : 0;
+        if (audio > 1500) throw new Error("SQLITE_TOOBIG");
+        journal.put(k, r);
+      },
+    };
+    const store = createMemoryStore({
+      limits: { ...limits, maxAudioBytesPerSession: 1_000_000 },
+      clock,
+      journal: capped,
+    });
+    const k = key();
+    const audio = (n: number) => ({
+      data: new Uint8Array(n),
+      encoding: "pcm_s16le",
+      sampleRate: 16000,
+      channels: 1,
+    });
+    await store.collect(k, { ...delta(1, "kept "), audio: audio(1000) });
+    await expect(
+      store.collect(k, { ...delta(2, "refused "), audio: audio(1000) }),
+    ).rejects.toMatchObject({
+      code: Code.Unavailable,
+    });
+    expect((await store.stats()).bufferedBytes).toBe(5 + 1000);
+    // The refused chunk is not stored: its seq is new again, and the turn lacks it.
+    expect((await store.collect(k, delta(2, "again"))).outcome).toBe("accepted");
+    const turn = await store.commit(k, [], "t");
+    expect(turn.text).toBe("kept again");
+    expect(turn.audio.map((a) => a.data.length)).toEqual([1000]);
   });
 });

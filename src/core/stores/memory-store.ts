@@ -1,4 +1,4 @@
-import { resourceExhausted } from "../errors.js";
+import { resourceExhausted, unavailable } from "../errors.js";
 import { LIMIT_NAMES, type Limits } from "../limits.js";
 import type { CancelResult, Clock, CollectResult, SessionStore, StoreStats } from "../ports.js";
 import {
@@ -17,6 +17,8 @@ import {
   type Tombstone,
 } from "../session.js";
 import { collectOnSealed, commitOnSealed } from "../session-errors.js";
+import { utf8Length } from "../text-merge.js";
+import { TombstoneIndex } from "./tombstone-index.js";
 
 export interface MemoryStoreOptions {
   limits: Limits;
@@ -25,41 +27,41 @@ export interface MemoryStoreOptions {
   onExpired?: (count: number) => void;
   /**
    * Synchronous write-through persistence (a Durable Object's SQLite KV): every record
-   * is written or deleted in the same step that changes it, and `load` rebuilds the
-   * store after a restart or eviction.
+   * is written or deleted in the same step that changes it, before memory changes, and
+   * `load` rebuilds the store after a restart or eviction.
    */
   journal?: RecordJournal;
 }
 
 export interface RecordJournal {
-  load(): Iterable<[string, SessionRecord]>;
+  load(): Iterable<readonly [string, SessionRecord]>;
   put(key: string, record: SessionRecord): void;
   delete(key: string): void;
 }
+
+// Coalesces sweeps: many sessions expiring within this window cost one pass.
+const SWEEP_SLACK_MS = 250;
 
 /**
  * Single-process store. Every method body runs synchronously between awaits, so
  * each is atomic by construction. Expiry is decided from the clock on every
  * access, and a session is sealed at its deadline, not when it is noticed, so
  * answers never depend on when the sweeper last ran. The sweeper only reclaims
- * memory; it is armed only while something is stored, so an idle server has no
- * timer at all.
+ * memory; its one timer is set for the earliest deadline and only while something
+ * is stored, so an idle server has no timer at all.
  */
 export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
-  const { limits, clock } = options;
+  const { limits, clock, journal } = options;
   const open = new Map<string, OpenSession>();
-  // Insertion order is sealing order: the oldest tombstone is always first.
-  const sealed = new Map<string, Tombstone>();
   const openPerDevice = new Map<string, number>();
-  const journal = options.journal;
+  const tombs = new TombstoneIndex(
+    limits.maxTombstonesPerDevice,
+    limits.maxOpenSessionsPerInstance,
+  );
+  let buffered = 0;
   let sweepTimer: unknown;
   let sweepAt = Number.POSITIVE_INFINITY;
   let lastSweepExpired = 0;
-
-  // Tombstones are small, but ids are the client's to invent: bound them like open sessions.
-  const maxTombstones = limits.maxOpenSessionsPerInstance;
-  // Coalesces sweeps: many sessions expiring within this window cost one pass.
-  const SWEEP_SLACK_MS = 250;
 
   function keyOf(key: SessionKey): string {
     return `${key.hardwareId}\n${key.sessionId}`;
@@ -81,29 +83,46 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     );
   }
 
-  function save(k: string, record: SessionRecord): void {
-    journal?.put(k, record);
-  }
-
-  function forget(k: string): void {
-    journal?.delete(k);
-  }
-
-  function bury(k: string, tomb: Tombstone): Tombstone {
-    sealed.delete(k);
-    sealed.set(k, tomb);
-    save(k, tomb);
-    if (sealed.size > maxTombstones) {
-      const oldest = sealed.keys().next().value;
-      if (oldest !== undefined) {
-        sealed.delete(oldest);
-        forget(oldest);
-      }
+  /** Journal first: if persisting fails, memory has not changed and the caller is told. */
+  function persist(k: string, record: SessionRecord): void {
+    if (!journal) return;
+    try {
+      journal.put(k, record);
+    } catch (err) {
+      throw unavailable(`session store: ${err instanceof Error ? err.message : String(err)}`);
     }
+  }
+
+  function unpersist(k: string): void {
+    try {
+      journal?.delete(k);
+    } catch {
+      // A record that outlives its delete is forgotten by the next load's expiry check.
+    }
+  }
+
+  function track(session: OpenSession, k: string): void {
+    open.set(k, session);
+    openPerDevice.set(session.hardwareId, (openPerDevice.get(session.hardwareId) ?? 0) + 1);
+    buffered += bufferedBytes(session);
+    armSweeper(expiryOf(session, limits).at);
+  }
+
+  function untrack(k: string, session: OpenSession): void {
+    open.delete(k);
+    buffered -= bufferedBytes(session);
+    const n = (openPerDevice.get(session.hardwareId) ?? 1) - 1;
+    if (n === 0) openPerDevice.delete(session.hardwareId);
+    else openPerDevice.set(session.hardwareId, n);
+  }
+
+  function remember(k: string, tomb: Tombstone): Tombstone {
+    for (const evicted of tombs.add(k, tomb)) unpersist(evicted);
     armSweeper(tomb.sealedAt + limits.tombstoneTtlMs);
     return tomb;
   }
 
+  /** Replaces an OPEN session with its tombstone (same key: one journal write). */
   function sealOpen(
     k: string,
     session: OpenSession,
@@ -111,8 +130,14 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     at: number,
     expiredBy?: "idle" | "hold",
   ): Tombstone {
-    discard(k, session);
-    return bury(k, seal(session, state, at, expiredBy));
+    const tomb = seal(session, state, at, expiredBy);
+    persist(k, tomb);
+    untrack(k, session);
+    return remember(k, tomb);
+  }
+
+  function forgetTomb(k: string): void {
+    if (tombs.delete(k)) unpersist(k);
   }
 
   /** Seals the session if its deadline passed; returns the tombstone then. */
@@ -130,14 +155,12 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       if (!tomb) return session;
       options.onExpired?.(1);
       if (now - tomb.sealedAt < limits.tombstoneTtlMs) return tomb;
-      sealed.delete(k);
-      forget(k);
+      forgetTomb(k);
       return undefined;
     }
-    const tomb = sealed.get(k);
+    const tomb = tombs.get(k);
     if (tomb && now - tomb.sealedAt >= limits.tombstoneTtlMs) {
-      sealed.delete(k);
-      forget(k);
+      forgetTomb(k);
       return undefined;
     }
     return tomb;
@@ -152,12 +175,10 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       if (expireIfDue(k, session, now)) expired++;
       else next = Math.min(next, expiryOf(session, limits).at);
     }
-    for (const [k, tomb] of sealed) {
+    for (const [k, tomb] of tombs.entries()) {
       const end = tomb.sealedAt + limits.tombstoneTtlMs;
-      if (now >= end) {
-        sealed.delete(k);
-        forget(k);
-      } else next = Math.min(next, end);
+      if (now >= end) forgetTomb(k);
+      else next = Math.min(next, end);
     }
     lastSweepExpired = expired;
     if (expired > 0) options.onExpired?.(expired);
@@ -180,40 +201,34 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     }
   }
 
-  function create(key: SessionKey, k: string, now: number): OpenSession {
-    try {
-      checkRoom(key.hardwareId);
-    } catch {
-      // Sessions past their deadline must not hold places: reclaim them, then decide.
-      sweepNow();
-      checkRoom(key.hardwareId);
+  function checkBytes(chunk: Chunk): void {
+    const adds =
+      utf8Length(chunk.text) +
+      (chunk.audio?.data.length ?? 0) +
+      (chunk.screenshot?.data.length ?? 0);
+    if (buffered + adds > limits.maxBufferedBytesPerInstance) {
+      throw resourceExhausted(
+        LIMIT_NAMES.maxBufferedBytesPerInstance,
+        `this instance already buffers ${buffered} bytes of open holds; retry shortly`,
+      );
     }
-    const session = openSession(key, now);
-    open.set(k, session);
-    openPerDevice.set(key.hardwareId, (openPerDevice.get(key.hardwareId) ?? 0) + 1);
-    armSweeper(expiryOf(session, limits).at);
-    return session;
   }
 
-  function discard(k: string, session: OpenSession): void {
-    open.delete(k);
-    forget(k);
-    const n = (openPerDevice.get(session.hardwareId) ?? 1) - 1;
-    if (n === 0) openPerDevice.delete(session.hardwareId);
-    else openPerDevice.set(session.hardwareId, n);
+  /** Room for a new session, reclaiming sessions past their deadline before refusing. */
+  function makeRoom(hardwareId: string): void {
+    try {
+      checkRoom(hardwareId);
+    } catch {
+      sweepNow();
+      checkRoom(hardwareId);
+    }
   }
 
   if (journal) {
     // Rebuild after a restart: records keep their times, so expiry is decided as before.
     for (const [k, record] of journal.load()) {
-      if (record.state === "open") {
-        open.set(k, record);
-        openPerDevice.set(record.hardwareId, (openPerDevice.get(record.hardwareId) ?? 0) + 1);
-        armSweeper(expiryOf(record, limits).at);
-      } else {
-        sealed.set(k, record);
-        armSweeper(record.sealedAt + limits.tombstoneTtlMs);
-      }
+      if (record.state === "open") track(record, k);
+      else remember(k, record);
     }
   }
 
@@ -223,16 +238,23 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       const k = keyOf(key);
       const record = current(k, now);
       if (record && record.state !== "open") throw collectOnSealed(record, chunk.seq);
-      const session = record ?? create(key, k, now);
+      if (!record) makeRoom(key.hardwareId);
+      checkBytes(chunk);
+      const session = record ?? openSession(key, now);
+      const bytesBefore = bufferedBytes(session);
+      // collectChunk changes the session only once every limit holds; keep what a failed
+      // journal write must undo (its arrays are replaced, never edited, except seqs).
+      const before = journal ? { ...session, seqs: session.seqs.slice() } : undefined;
+      const outcome = collectChunk(session, chunk, limits, now);
       try {
-        const outcome = collectChunk(session, chunk, limits, now);
-        save(k, session);
-        return { outcome, lastSeq: session.lastSeq, created: record === undefined };
+        persist(k, session);
       } catch (err) {
-        // A new session whose very first chunk was refused holds nothing: do not keep it.
-        if (record === undefined) discard(k, session);
+        Object.assign(session, before);
         throw err;
       }
+      if (record) buffered += bufferedBytes(session) - bytesBefore;
+      else track(session, k);
+      return { outcome, lastSeq: session.lastSeq, created: record === undefined };
     },
 
     async commit(key: SessionKey, pieces: Chunk[], turnId: string): Promise<CommittedTurn> {
@@ -243,7 +265,11 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       // A COMMIT without COLLECTs (single-shot clients) commits a hold of its own pieces.
       const turn = commitTurn(record ?? openSession(key, now), pieces, limits, now, turnId);
       if (record) sealOpen(k, record, "committed", now);
-      else bury(k, seal(key, "committed", now));
+      else {
+        const tomb = seal(key, "committed", now);
+        persist(k, tomb);
+        remember(k, tomb);
+      }
       return turn;
     },
 
@@ -257,7 +283,9 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
         return "cancelled";
       }
       // Remember the cancel so chunks that overtook it on the wire are refused, not reopened.
-      bury(k, seal(key, "cancelled", now));
+      const tomb = seal(key, "cancelled", now);
+      persist(k, tomb);
+      remember(k, tomb);
       return "unknown";
     },
 
@@ -267,9 +295,7 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     },
 
     async stats(): Promise<StoreStats> {
-      let bytes = 0;
-      for (const session of open.values()) bytes += bufferedBytes(session);
-      return { openSessions: open.size, bufferedBytes: bytes };
+      return { openSessions: open.size, bufferedBytes: buffered };
     },
 
     async ping(): Promise<void> {},
@@ -279,8 +305,9 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
       sweepTimer = undefined;
       sweepAt = Number.POSITIVE_INFINITY;
       open.clear();
-      sealed.clear();
+      tombs.clear();
       openPerDevice.clear();
+      buffered = 0;
     },
   };
 }

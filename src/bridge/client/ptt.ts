@@ -10,6 +10,7 @@ import {
 } from "../../gen/streaming_pb.js";
 import { BridgeChannel, type ChannelOptions, type ChannelState } from "./channel.js";
 import { callError } from "./errors.js";
+import { PushQueue } from "./push-queue.js";
 
 export interface PttOptions extends ChannelOptions {
   hardwareId: string;
@@ -95,7 +96,8 @@ export class Ptt {
       this.channel.call(
         { case: "interrupt", value: { hardwareId: this.options.hardwareId } },
         {
-          resend: true, // interrupting twice is the same as once
+          // Not resent after a reconnect: by then it could stop the next turn's reply.
+          resend: false,
           onFrame: (body) => {
             if (body.case === "interrupt") answer = body.value;
           },
@@ -252,10 +254,8 @@ export class Hold {
 }
 
 function streamReply(channel: BridgeChannel, req: StreamRequest, resend = false): Reply {
-  const parts: ReplyPart[] = [];
-  let status: ReplyStatus | undefined;
+  const parts = new PushQueue<ReplyPart>();
   let endMessage: string | undefined;
-  let wake: (() => void) | undefined;
   let settle!: (s: ReplyStatus) => void;
   const done = new Promise<ReplyStatus>((r) => {
     settle = r;
@@ -269,35 +269,18 @@ function streamReply(channel: BridgeChannel, req: StreamRequest, resend = false)
         const part = toPart(body.value);
         if (part) parts.push(part);
         if (body.value.content.case === "endMessage") endMessage = body.value.content.value;
-        wake?.();
       },
       onEnd: (end) => {
-        status = { error: callError(end), endMessage, metadata: new Headers(end.metadata) };
-        settle(status);
-        wake?.();
+        const error = callError(end);
+        settle({ error, endMessage, metadata: new Headers(end.metadata) });
+        parts.end(error);
       },
     },
   );
   return {
     done,
     cancel: () => handle.cancel(),
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        const next = parts.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        if (status) {
-          if (status.error) throw status.error;
-          return;
-        }
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-        wake = undefined;
-      }
-    },
+    [Symbol.asyncIterator]: () => parts[Symbol.asyncIterator](),
   };
 }
 

@@ -12,9 +12,11 @@ import {
   StreamingService,
   type StreamRequest,
   StreamRequestSchema,
+  type StreamResponse,
 } from "../../gen/streaming_pb.js";
 import type { BridgeChannel, CallBody } from "./channel.js";
 import { callError, metadataHeaders } from "./errors.js";
+import { PushQueue } from "./push-queue.js";
 
 /**
  * A Connect Transport over the bridge, so `createClient(StreamingService, transport)`
@@ -96,45 +98,29 @@ async function* streamCall(
   signal: AbortSignal | undefined,
   trailer: Headers,
 ) {
-  const queue: ServerFrame["body"][] = [];
-  let end: { error?: ConnectError } | undefined;
-  let wake: (() => void) | undefined;
+  const responses = new PushQueue<StreamResponse>();
+  let ended = false;
   const handle = channel.call(
     { case: "streamAudio", value: req },
     {
       resend: isResendable(req),
       onFrame: (body) => {
-        queue.push(body);
-        wake?.();
+        if (body.case === "response") responses.push(body.value);
       },
       onEnd: (e) => {
         for (const [k, v] of metadataHeaders(e)) trailer.set(k, v);
-        end = { error: callError(e) };
-        wake?.();
+        ended = true;
+        responses.end(callError(e));
       },
     },
   );
   const onAbort = () => handle.cancel();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    for (;;) {
-      const next = queue.shift();
-      if (next) {
-        if (next.case === "response") yield next.value;
-        continue;
-      }
-      if (end) {
-        if (end.error) throw end.error;
-        return;
-      }
-      await new Promise<void>((r) => {
-        wake = r;
-      });
-      wake = undefined;
-    }
+    yield* responses;
   } finally {
     signal?.removeEventListener("abort", onAbort);
-    if (!end) handle.cancel();
+    if (!ended) handle.cancel();
   }
 }
 

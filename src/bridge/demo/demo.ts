@@ -73,19 +73,6 @@ function hardwareId(): string {
   return id;
 }
 
-/** `ptt.hold()` uses crypto.randomUUID, which browsers expose in secure contexts only. */
-function ensureRandomUUID(): void {
-  if (typeof crypto.randomUUID === "function") return;
-  const uuid = () => {
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = ((b[6] ?? 0) & 0x0f) | 0x40;
-    b[8] = ((b[8] ?? 0) & 0x3f) | 0x80;
-    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  };
-  Object.defineProperty(crypto, "randomUUID", { value: uuid, configurable: true });
-}
-
 // ---------------------------------------------------------------- microphone
 
 let micStream: Promise<MediaStream | undefined> | undefined;
@@ -458,7 +445,6 @@ function sleep(ms: number): Promise<void> {
 
 // ---------------------------------------------------------------- the page
 
-ensureRandomUUID();
 const player = new Player();
 const device = hardwareId();
 ui.hardware.textContent = device;

@@ -32,7 +32,8 @@ export function createStreamAudio(core: PttCore) {
     const receivedAt = performance.now();
     try {
       const v = validateStreamRequest(req);
-      await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);
+      // Only with auth on: reading ctx.requestHeader builds a Headers object per call.
+      if (core.auth) await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);
       if (v.phase === "collect") yield await collect(core, req, v, ctx);
       else if (v.phase === "cancel") yield await cancel(core, v);
       else yield* commit(core, req, v, ctx, state, receivedAt);
@@ -90,20 +91,36 @@ async function* commit(
   const pieces = commitPiecesOf(req, v);
   // Admission before consume: nothing below may touch the buffer until a slot is held.
   try {
-    checkChunkLimits(pieces[0] ?? { seq: 0, mode: v.mode, text: "" }, core.limits, "chunk_text");
-    checkChunkLimits(pieces[1] ?? { seq: 0, mode: v.mode, text: "" }, core.limits, "prompt");
+    for (const [i, piece] of pieces.entries()) {
+      checkChunkLimits(piece, core.limits, i === 0 ? "chunk_text" : "prompt");
+    }
     core.replies.admit();
   } catch (err) {
     core.metrics.commit("rejected");
     throw err;
   }
+  // Registered before the buffer is consumed, so an interrupt, CANCEL or barge-in that
+  // arrives while the store works still reaches this reply.
+  const reply = core.replies.start(hardwareId, sessionId, crypto.randomUUID());
+  const signal = AbortSignal.any([ctx.signal, reply.controller.signal]);
+  // The slot goes back the moment the reply is stopped, even while this generator is
+  // parked at a `yield` behind a slow reader (its `finally` runs only when pulled).
+  let released = false;
+  const releaseSlot = () => {
+    if (released) return;
+    released = true;
+    signal.removeEventListener("abort", releaseSlot);
+    core.replies.finish(reply);
+    core.replies.release();
+  };
+  signal.addEventListener("abort", releaseSlot, { once: true });
   let turn: Awaited<ReturnType<PttCore["store"]["commit"]>>;
   try {
     // A caller that is gone (or a server shutting down) must not consume the buffer.
     ctx.signal.throwIfAborted();
-    turn = await core.store.commit(v.key, pieces, crypto.randomUUID());
+    turn = await core.store.commit(v.key, pieces, reply.turnId);
   } catch (err) {
-    core.replies.release();
+    releaseSlot();
     core.metrics.commit(commitFailure(err));
     throw err;
   }
@@ -111,7 +128,6 @@ async function* commit(
     const stopped = core.replies.interrupt(hardwareId, "barge-in", sessionId);
     core.metrics.interruptedReplies += stopped.length;
   }
-  const reply = core.replies.start(hardwareId, sessionId, turn.turnId);
   core.logger.info("commit", {
     hardwareId,
     sessionId,
@@ -126,18 +142,6 @@ async function* commit(
     ctx.responseTrailer.set("ptt-commit-ms", String(ms));
     core.metrics.firstFrame(ms);
   };
-  const signal = AbortSignal.any([ctx.signal, reply.controller.signal]);
-  // The slot goes back the moment the reply is stopped, even while this generator is
-  // parked at a `yield` behind a slow reader (its `finally` runs only when pulled).
-  let released = false;
-  const releaseSlot = () => {
-    if (released) return;
-    released = true;
-    signal.removeEventListener("abort", releaseSlot);
-    core.replies.finish(reply);
-    core.replies.release();
-  };
-  signal.addEventListener("abort", releaseSlot, { once: true });
   try {
     for await (const part of untilAborted(core.workflow(turn, signal), signal)) {
       const frame = replyFrame(part, sessionId);

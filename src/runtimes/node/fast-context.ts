@@ -7,6 +7,7 @@ import {
   createContextValues,
   type HandlerContext,
 } from "@connectrpc/connect";
+import { FastHeaders } from "./fast-headers.js";
 
 /**
  * What connect aborts a call's signal with when no reason is given (a client hang-up
@@ -17,7 +18,8 @@ export const ABORTED = new DOMException("This operation was aborted", "AbortErro
 
 /**
  * A real HandlerContext for the gRPC fast path, cheap when unused: the AbortController,
- * the Headers objects and the context values are only built when the handler reads them.
+ * the Headers objects and the context values are only built when the handler reads them,
+ * and response headers and trailers are FastHeaders.
  * Its signal aborts like connect's (createHandlerContext): on the deadline from
  * grpc-timeout (DEADLINE_EXCEEDED), on the client's RST_STREAM or hang-up, on server
  * shutdown, and when the call is over.
@@ -84,12 +86,12 @@ export class FastHandlerContext implements HandlerContext {
   }
 
   get responseHeader(): Headers {
-    this.resHeader ??= new Headers();
+    this.resHeader ??= new FastHeaders();
     return this.resHeader;
   }
 
   get responseTrailer(): Headers {
-    this.resTrailer ??= new Headers();
+    this.resTrailer ??= new FastHeaders();
     return this.resTrailer;
   }
 

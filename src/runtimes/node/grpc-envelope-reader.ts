@@ -17,16 +17,22 @@ export class EnvelopeReader {
   /** Length of the message being read; -1 while waiting for a prefix. */
   private need = -1;
   private flags = 0;
+  private readonly ready: Envelope[] = [];
 
   constructor(private readonly readMaxBytes: number) {}
 
-  /** Adds bytes; returns the envelopes they complete (usually none or one). Throws on a limit. */
-  push(chunk: Uint8Array, out: Envelope[]): void {
+  /**
+   * Adds bytes; returns the envelopes they complete (usually none or one) in an array that
+   * the next push reuses. Throws on a limit.
+   */
+  push(chunk: Uint8Array): readonly Envelope[] {
+    const out = this.ready;
+    out.length = 0;
     this.chunks.push(chunk);
     this.buffered += chunk.byteLength;
     for (;;) {
       if (this.need < 0) {
-        if (this.buffered < 5) return;
+        if (this.buffered < 5) return out;
         const head = this.take(5);
         const length =
           ((head[1] as number) << 24) |
@@ -44,7 +50,7 @@ export class EnvelopeReader {
         this.flags = head[0] as number;
         this.need = size;
       }
-      if (this.buffered < this.need) return;
+      if (this.buffered < this.need) return out;
       out.push({ flags: this.flags, data: this.take(this.need) });
       this.need = -1;
     }

@@ -68,7 +68,7 @@ export function createGrpcFastPath<S extends DescService>(
     const kindName = m.kind === "unary" ? "unary" : "server-streaming";
     routes.set(`/${service.typeName}/${m.method.name}`, { spec: m, kindName });
   }
-  const accept = options.acceptCompression ?? [compressionGzip, compressionBrotli];
+  const negotiate = negotiator(options.acceptCompression ?? [compressionGzip, compressionBrotli]);
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const route = routes.get(headers[":path"] as string);
@@ -77,7 +77,7 @@ export function createGrpcFastPath<S extends DescService>(
     if (typeof type !== "string" || !BINARY_GRPC.test(type)) return false;
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") return false;
-    new FastCall(stream, headers, route, options, accept).start();
+    new FastCall(stream, headers, route, options, negotiate).start();
     return true;
   };
 }
@@ -104,11 +104,38 @@ export function grpcFastPathFromEnv(env: Readonly<Record<string, string | undefi
   return env.PTT_GRPC_FAST_PATH !== "0";
 }
 
+const CALL = Symbol("grpc fast path call");
+type CallStream = http2.ServerHttp2Stream & { [CALL]?: FastCall };
+function ignore() {}
+function onStreamData(this: CallStream, chunk: Buffer) {
+  this[CALL]?.onData(chunk);
+}
+function onStreamEnd(this: CallStream) {
+  this[CALL]?.onEnd();
+}
+function onStreamClose(this: CallStream) {
+  this[CALL]?.onClose();
+}
+
+/** connect's compressionNegotiate for an identity request, memoised per grpc-accept-encoding. */
+function negotiator(accept: Compression[]): (accepted: string | null) => Compression | null {
+  const known = new Map<string | null, Compression | null>();
+  return (accepted) => {
+    let c = known.get(accepted);
+    if (c === undefined) {
+      c = compressionNegotiate(accept, null, accepted, "grpc-accept-encoding").response;
+      // Clients send a handful of distinct values; do not let odd ones grow the map.
+      if (known.size < 64) known.set(accepted, c);
+    }
+    return c;
+  };
+}
+
 class FastCall {
   private readonly ctx: FastHandlerContext;
   private readonly reader: EnvelopeReader;
   private readonly compression: Compression | null;
-  private readonly timeoutError: ConnectError | undefined;
+  private readonly timeoutError: ConnectError | undefined = undefined;
   private input: unknown;
   private hasInput = false;
   /** Request bytes are ignored once the call failed or ran. */
@@ -122,42 +149,41 @@ class FastCall {
     headers: http2.IncomingHttpHeaders,
     private readonly route: Route,
     options: GrpcFastPathOptions,
-    accept: Compression[],
+    negotiate: (accepted: string | null) => Compression | null,
   ) {
-    const timeout = parseTimeout(headerValue(headers["grpc-timeout"]), Number.MAX_SAFE_INTEGER);
-    this.timeoutError = timeout.error;
+    const timeoutHeader = headers["grpc-timeout"];
+    let timeoutMs: number | undefined;
+    if (timeoutHeader !== undefined) {
+      const timeout = parseTimeout(headerValue(timeoutHeader), Number.MAX_SAFE_INTEGER);
+      this.timeoutError = timeout.error;
+      timeoutMs = timeout.timeoutMs;
+    }
     this.ctx = new FastHandlerContext(
       route.spec.method,
       headers,
       options.shutdownSignal,
-      timeout.timeoutMs,
+      timeoutMs,
     );
     this.reader = new EnvelopeReader(options.readMaxBytes);
-    const accepted = headerValue(headers["grpc-accept-encoding"]);
-    this.compression = compressionNegotiate(
-      accept,
-      null,
-      accepted,
-      "grpc-accept-encoding",
-    ).response;
+    this.compression = negotiate(headerValue(headers["grpc-accept-encoding"]));
   }
 
   start(): void {
     const { stream } = this;
-    stream.on("error", () => {});
-    stream.once("close", () => this.onClose());
-    stream.on("data", (chunk: Buffer) => this.onData(chunk));
-    stream.once("end", () => this.onEnd());
+    // Listeners shared by every call (no closures per call): they find the call on the stream.
+    (stream as CallStream)[CALL] = this;
+    stream.on("error", ignore);
+    stream.once("close", onStreamClose);
+    stream.on("data", onStreamData);
+    stream.once("end", onStreamEnd);
     // connect raises a bad grpc-timeout before it reads the request.
     if (this.timeoutError) this.fail(this.timeoutError);
   }
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     if (!this.reading) return;
-    const envelopes: Envelope[] = [];
     try {
-      this.reader.push(chunk, envelopes);
-      for (const env of envelopes) this.accept(env);
+      for (const env of this.reader.push(chunk)) this.accept(env);
     } catch (err) {
       this.fail(err);
     }
@@ -190,7 +216,7 @@ class FastCall {
     this.input = message;
   }
 
-  private onEnd(): void {
+  onEnd(): void {
     if (!this.reading) return;
     this.reading = false;
     if (this.reader.incomplete) {
@@ -203,7 +229,7 @@ class FastCall {
     }
   }
 
-  private onClose(): void {
+  onClose(): void {
     this.closed = true;
     if (this.done) return;
     // Like connect-node: an RST_STREAM code maps to a ConnectError, anything else is a plain abort.

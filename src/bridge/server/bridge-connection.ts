@@ -72,6 +72,9 @@ export function createBridgeHandlers(
   };
 }
 
+/** Why a finished call's signal is aborted (what connect's own `abort()` would say). */
+const CALL_FINISHED = new DOMException("This operation was aborted", "AbortError");
+
 type ServerBody = MessageInitShape<typeof ServerFrameSchema>["body"];
 
 /**
@@ -218,7 +221,9 @@ export class BridgeConnection {
     ctx.responseTrailer.forEach((v, k) => {
       metadata[k] = v;
     });
-    ctx.abort(); // releases the context's deadline timer and linked signals
+    // Releases the context's deadline timer and linked signals; a reason made once, not a
+    // DOMException (with its stack trace) per call.
+    ctx.abort(CALL_FINISHED);
     this.end(id, err === undefined ? undefined : ConnectError.from(err), metadata);
     this.updateReading();
   }

@@ -38,12 +38,26 @@ export function createNodeBridge(handlers: BridgeHandlers) {
   }, KEEPALIVE_MS);
   keepalive.unref();
 
-  function accept(ws: WebSocket, req: IncomingMessage): void {
+  function accept(ws: WebSocket, req: IncomingMessage, raw: Duplex): void {
     alive.add(ws);
     ws.on("pong", () => alive.add(ws));
     const headers = headersOf(req);
+    // Frames sent while handling one message (a COLLECT's response and its CallEnd) leave in
+    // one write: the TCP socket stays corked until the event loop's check phase.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      raw.uncork();
+    };
     const socket: BridgeSocket = {
-      send: (data) => ws.send(data, { binary: true }, () => conn.drained()),
+      send: (data) => {
+        if (!corked) {
+          corked = true;
+          raw.cork();
+          setImmediate(uncork);
+        }
+        ws.send(data, { binary: true }, () => conn.drained());
+      },
       close: (code, reason) => ws.close(code, reason),
       bufferedAmount: () => ws.bufferedAmount,
       pauseReading: () => ws.pause(),
@@ -78,7 +92,7 @@ export function createNodeBridge(handlers: BridgeHandlers) {
         return true;
       }
       // Clients that offer no subprotocol are served too; ours is selected when offered.
-      wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
+      wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, socket));
       return true;
     },
     /** Closes every bridge socket (server shutdown). */

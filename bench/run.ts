@@ -1,0 +1,413 @@
+// npm run bench: ptt-edge against its baselines, measured in the same run, on Node, Bun and Deno.
+// Prints the tables (Markdown) and writes bench/results.json. See bench/README.md.
+import { execFileSync } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { cpus, totalmem } from "node:os";
+import { resolve } from "node:path";
+import {
+  bridgeFrame,
+  bridgeRoundTrips,
+  collectReq,
+  collectRoundTrips,
+  commitFirstFrames,
+  framed,
+  grpcCall,
+  h2session,
+  holdSessions,
+  openBridgeSockets,
+  STREAM_AUDIO,
+  wsEchoRoundTrips,
+} from "./clients.js";
+import { h2load, type LoadResult, percentile } from "./h2load.js";
+import { hasTaskset, ROOT, type Runtime, type Server, startServer } from "./proc.js";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const HOLDS = Number(process.env.BENCH_HOLDS ?? 10_000);
+const IDLE_SOCKETS = Number(process.env.BENCH_SOCKETS ?? 2_000);
+const RTT_CALLS = Number(process.env.BENCH_RTT_CALLS ?? 3_000);
+/** Latency runs alternate between the servers compared, in this many blocks each. */
+const BLOCKS = 5;
+const RUNTIMES: Runtime[] = ["node", "bun", "deno"];
+// Every call one COLLECT of the same unsequenced chunk to one session: each is an accepted store
+// write (seq 0 is never a duplicate) whose text merges as a revised snapshot, so the session
+// stays the same size; the per-session chunk limit is lifted for the run (see README).
+const PTT_ENV = { PTT_MAX_CHUNKS_PER_SESSION: "1000000000", PTT_GRACE_MS: "0" };
+const COLLECT_BODY = framed(collectReq("bench-load", crypto.randomUUID(), "hello world"));
+
+type Kind = "floor" | "connect" | "ptt" | "ptt-slow";
+const SCRIPTS: Record<Kind, Record<Runtime, string>> = {
+  floor: {
+    node: "bench/servers/floor.ts",
+    bun: "bench/servers/floor.ts",
+    deno: "bench/servers/floor.ts",
+  },
+  connect: {
+    node: "bench/servers/bare-connect.ts",
+    bun: "bench/servers/bare-connect.ts",
+    deno: "bench/servers/bare-connect.ts",
+  },
+  ptt: {
+    node: "bench/servers/ptt-node.ts",
+    bun: "src/runtimes/bun/main.ts",
+    deno: "src/runtimes/deno/main.ts",
+  },
+  "ptt-slow": { node: "bench/servers/ptt-node.ts", bun: "", deno: "" },
+};
+const LABEL: Record<Kind, string> = {
+  floor: "raw node:http2 floor",
+  connect: "bare connect-node",
+  ptt: "ptt-edge",
+  "ptt-slow": "ptt-edge, fast path off",
+};
+
+interface Target {
+  kind: Kind;
+  runtime: Runtime;
+  server: Server;
+}
+
+const servers: Server[] = [];
+async function start(kind: Kind, runtime: Runtime, env: Record<string, string> = {}) {
+  const server = await startServer({
+    name: `${kind}/${runtime}`,
+    runtime,
+    script: SCRIPTS[kind][runtime],
+    env: kind.startsWith("ptt") ? { ...PTT_ENV, ...env } : env,
+  });
+  servers.push(server);
+  return server;
+}
+
+const us = (n: number) => Math.round(n);
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+/** Runs each measurement BLOCKS times, round robin, and pools each one's samples. */
+type Stats = ReturnType<typeof stats>;
+async function interleaved<T extends (() => Promise<number[]>)[]>(
+  runs: [...T],
+): Promise<{ [K in keyof T]: Stats }> {
+  const pooled: number[][] = runs.map(() => []);
+  for (let b = 0; b < BLOCKS; b++) {
+    for (const [i, run] of runs.entries()) pooled[i]?.push(...(await run()));
+  }
+  return pooled.map(stats) as { [K in keyof T]: Stats };
+}
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { p50us: us(percentile(s, 0.5)), p99us: us(percentile(s, 0.99)), n: s.length };
+};
+function log(msg: string) {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8" }).split("\n")[0]?.trim() ?? "?";
+  } catch {
+    return "unavailable";
+  }
+}
+
+async function main() {
+  const began = performance.now();
+  const machine = {
+    cpu: cpus()[0]?.model ?? "?",
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    bun: version(resolve(ROOT, "node_modules/.bin/bun"), ["--version"]),
+    deno: version(resolve(ROOT, "node_modules/deno/deno"), ["--version"]),
+    h2load: version("h2load", ["--version"]),
+    pinned: hasTaskset
+      ? "server on core 1, load generator on core 0 (taskset)"
+      : "not pinned (no taskset)",
+  };
+  log(`machine: ${JSON.stringify(machine)}`);
+
+  // 1. Throughput: every server started once, the runs interleaved round by round.
+  const targets: Target[] = [];
+  for (const runtime of RUNTIMES) {
+    for (const kind of ["floor", "connect", "ptt"] as const) {
+      targets.push({ kind, runtime, server: await start(kind, runtime) });
+    }
+  }
+  targets.push({
+    kind: "ptt-slow",
+    runtime: "node",
+    server: await start("ptt-slow", "node", { PTT_GRPC_FAST_PATH: "0" }),
+  });
+  for (const t of targets) {
+    const s = await h2session(t.server.port);
+    const r = await grpcCall(s, COLLECT_BODY);
+    s.close();
+    const ok = r.trailers["grpc-status"] === "0" && r.trailers["ptt-collect"] === "accepted";
+    if (!ok) throw new Error(`${t.server.name}: not an ack: ${JSON.stringify(r.trailers)}`);
+  }
+  log(
+    `servers up (${targets.length}); throughput: ${ROUNDS} rounds x ${targets.length} x ${SECONDS + 1} s`,
+  );
+  const runs = new Map<Target, LoadResult[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const t of targets) {
+      const r = await h2load({
+        port: t.server.port,
+        path: STREAM_AUDIO,
+        body: COLLECT_BODY,
+        clients: 10,
+        streams: 10,
+        seconds: SECONDS,
+        warmupSeconds: 1,
+      });
+      if (r.failed > 0) throw new Error(`${t.server.name}: ${r.failed} calls failed`);
+      runs.set(t, [...(runs.get(t) ?? []), r]);
+      log(
+        `round ${round + 1} ${t.server.name}: ${r.rps} calls/s p50 ${r.p50us} µs p99 ${r.p99us} µs`,
+      );
+    }
+  }
+  const throughput = targets.map((t) => {
+    const rs = runs.get(t) ?? [];
+    const best = [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)] as LoadResult;
+    return {
+      kind: t.kind,
+      runtime: t.runtime,
+      label: LABEL[t.kind],
+      ...best,
+      rounds: rs.map((r) => r.rps),
+    };
+  });
+  const floorOf = (rt: Runtime) => throughput.find((x) => x.kind === "floor" && x.runtime === rt);
+
+  // 2. One call at a time: COLLECT ack round trip, COMMIT -> first frame (echo) vs the bare
+  // servers' first frame; measured in blocks that alternate between the servers compared.
+  const latency = [];
+  const serverOf = (kind: Kind, runtime: Runtime) =>
+    targets.find((t) => t.kind === kind && t.runtime === runtime)?.server as Server;
+  for (const runtime of RUNTIMES) {
+    const ptt = serverOf("ptt", runtime);
+    const floor = serverOf("floor", runtime);
+    const bare = serverOf("connect", runtime);
+    const [collect, collectFloor] = await interleaved([
+      () => collectRoundTrips(ptt.port, RTT_CALLS / BLOCKS),
+      () => collectRoundTrips(floor.port, RTT_CALLS / BLOCKS),
+    ]);
+    const [first, firstFloor, firstBare] = await interleaved([
+      () => commitFirstFrames(ptt.port, RTT_CALLS / 2 / BLOCKS),
+      () => commitFirstFrames(floor.port, RTT_CALLS / 2 / BLOCKS),
+      () => commitFirstFrames(bare.port, RTT_CALLS / 2 / BLOCKS),
+    ]);
+    latency.push({
+      runtime,
+      collect,
+      collectFloor,
+      commitFirstFrame: first,
+      floorFirstFrame: firstFloor,
+      bareFirstFrame: firstBare,
+    });
+    log(
+      `${runtime}: COLLECT rtt p50 ${collect.p50us} µs, COMMIT first frame p50 ${first.p50us} µs`,
+    );
+  }
+
+  // 3. Bridge: COLLECT ack round trip vs a raw ws echo of the same bytes.
+  const wsEcho = await startServer({
+    name: "ws-echo/node",
+    runtime: "node",
+    script: "bench/servers/ws-echo.ts",
+  });
+  servers.push(wsEcho);
+  const bridge = [];
+  for (const runtime of RUNTIMES) {
+    const ptt = serverOf("ptt", runtime);
+    const frame = bridgeFrame();
+    const [ack, echo] = await interleaved([
+      () => bridgeRoundTrips(ptt.httpPort, frame, RTT_CALLS / BLOCKS),
+      () => wsEchoRoundTrips(wsEcho.port, frame, RTT_CALLS / BLOCKS),
+    ]);
+    bridge.push({ runtime, ack, echo, frameBytes: frame.byteLength });
+    log(`${runtime}: bridge ack p50 ${ack.p50us} µs, ws echo p50 ${echo.p50us} µs`);
+  }
+  for (const s of servers.splice(0)) await s.stop();
+
+  // 4. Memory, in a fresh Node process: idle held sessions, then idle bridge sockets.
+  const memory = await measureMemory();
+
+  const nodeFloor = floorOf("node")?.rps ?? Number.NaN;
+  const nodePtt =
+    throughput.find((x) => x.kind === "ptt" && x.runtime === "node")?.rps ?? Number.NaN;
+  const nodeLatency = latency.find((l) => l.runtime === "node");
+  const nodeBridge = bridge.find((b) => b.runtime === "node");
+  const targetsMet = {
+    collectVsFloor: { value: ratio(nodePtt, nodeFloor), target: ">= 0.45" },
+    commitFirstFrameVsBare: {
+      value: ratio(
+        nodeLatency?.commitFirstFrame.p50us ?? 0,
+        nodeLatency?.bareFirstFrame.p50us ?? 1,
+      ),
+      target: "<= 1.2",
+    },
+    commitFirstFrameVsFloor: {
+      value: ratio(
+        nodeLatency?.commitFirstFrame.p50us ?? 0,
+        nodeLatency?.floorFirstFrame.p50us ?? 1,
+      ),
+      target: "<= 1.2",
+    },
+    bridgeAckVsWs: {
+      value: ratio(nodeBridge?.ack.p50us ?? 0, nodeBridge?.echo.p50us ?? 1),
+      target: "<= 1.3",
+    },
+    bytesPerIdleSession: { value: memory.overheadPerSession, target: "<= 4096" },
+    holdsInOneProcess: { value: memory.openSessions, target: `>= ${HOLDS}` },
+  };
+  const results = {
+    date: new Date().toISOString(),
+    machine,
+    settings: {
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      h2load: "-c 10 -m 10, 1 s warm-up",
+      rttCalls: RTT_CALLS,
+    },
+    throughput,
+    latency,
+    bridge,
+    memory,
+    targets: targetsMet,
+    seconds: Math.round((performance.now() - began) / 1000),
+  };
+  await writeFile(resolve(ROOT, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(render(results, floorOf));
+  return results;
+}
+
+type Results = Awaited<ReturnType<typeof main>>;
+
+async function measureMemory() {
+  const server = await startServer({
+    name: "ptt-mem/node",
+    runtime: "node",
+    script: "bench/servers/ptt-node.ts",
+    nodeFlags: ["--expose-gc"],
+    ipc: true,
+    env: PTT_ENV,
+  });
+  servers.push(server);
+  const probe = () =>
+    new Promise<{ heapUsed: number; external: number; rss: number }>((done) => {
+      server.child.once("message", (m) =>
+        done(m as { heapUsed: number; external: number; rss: number }),
+      );
+      server.child.send("memory");
+    });
+  const used = (m: { heapUsed: number; external: number }) => m.heapUsed + m.external;
+  const text = "hello there";
+  // Warm up the code paths (JIT, pools, maps) before the baseline.
+  await holdSessions(server.port, 500, text);
+  await new Promise((r) => setTimeout(r, 200));
+  const before = await probe();
+  await holdSessions(server.port, HOLDS, text);
+  await new Promise((r) => setTimeout(r, 200));
+  const after = await probe();
+  const metrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+  const openSessions = Number(
+    /^ptt_open_sessions(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? Number.NaN,
+  );
+  const perSession = Math.round((used(after) - used(before)) / HOLDS);
+  const payload = new TextEncoder().encode(text).byteLength;
+  log(
+    `memory: ${HOLDS} held sessions: ${perSession} B each (payload ${payload} B); open ${openSessions}`,
+  );
+  const sockets = await openBridgeSockets(server.port, IDLE_SOCKETS);
+  await new Promise((r) => setTimeout(r, 300));
+  const withSockets = await probe();
+  const perSocket = Math.round((used(withSockets) - used(after)) / IDLE_SOCKETS);
+  const rssPerSocket = Math.round((withSockets.rss - after.rss) / IDLE_SOCKETS);
+  log(`memory: ${IDLE_SOCKETS} idle bridge sockets: ${perSocket} B each (rss ${rssPerSocket} B)`);
+  for (const ws of sockets) ws.terminate();
+  await server.stop();
+  servers.splice(servers.indexOf(server), 1);
+  return {
+    holds: HOLDS,
+    openSessions,
+    bytesPerSession: perSession,
+    payloadBytes: payload,
+    overheadPerSession: perSession - payload,
+    rssPerSession: Math.round((after.rss - before.rss) / HOLDS),
+    idleSockets: IDLE_SOCKETS,
+    bytesPerIdleSocket: perSocket,
+    rssPerIdleSocket: rssPerSocket,
+  };
+}
+
+function render(r: Results, floorOf: (rt: Runtime) => { rps: number } | undefined): string {
+  const lines: string[] = [];
+  lines.push(
+    `### COLLECT acks over gRPC (h2load -c 10 -m 10, median of ${r.settings.rounds} runs)\n`,
+  );
+  lines.push("| runtime | server | acks/s | p50 µs | p99 µs | × floor |");
+  lines.push("|---|---|--:|--:|--:|--:|");
+  for (const t of r.throughput) {
+    const floor = floorOf(t.runtime)?.rps ?? Number.NaN;
+    lines.push(
+      `| ${t.runtime} | ${t.label} | ${t.rps} | ${t.p50us} | ${t.p99us} | ${ratio(t.rps, floor)} |`,
+    );
+  }
+  lines.push("\n### One call at a time (gRPC, one connection; p50 / p99 µs)\n");
+  lines.push(
+    "| runtime | COLLECT ack ptt-edge | COLLECT ack floor | COMMIT→first frame ptt-edge (echo) | first frame bare connect | first frame floor | × bare connect | × floor |",
+  );
+  lines.push("|---|--:|--:|--:|--:|--:|--:|--:|");
+  const pp = (x: { p50us: number; p99us: number }) => `${x.p50us} / ${x.p99us}`;
+  for (const l of r.latency) {
+    lines.push(
+      `| ${l.runtime} | ${pp(l.collect)} | ${pp(l.collectFloor)} | ${pp(l.commitFirstFrame)} | ${pp(l.bareFirstFrame)} | ${pp(l.floorFirstFrame)} | ${ratio(l.commitFirstFrame.p50us, l.bareFirstFrame.p50us)} | ${ratio(l.commitFirstFrame.p50us, l.floorFirstFrame.p50us)} |`,
+    );
+  }
+  lines.push(
+    "\n### Bridge COLLECT ack round trip vs raw `ws` echo (Node) of the same bytes (µs)\n",
+  );
+  lines.push("| runtime | bridge ack p50 / p99 | ws echo p50 / p99 | × ws |");
+  lines.push("|---|--:|--:|--:|");
+  for (const b of r.bridge) {
+    lines.push(
+      `| ${b.runtime} | ${pp(b.ack)} | ${pp(b.echo)} | ${ratio(b.ack.p50us, b.echo.p50us)} |`,
+    );
+  }
+  const m = r.memory;
+  lines.push("\n### Memory (Node, heap + external after GC)\n");
+  lines.push("| what | count | bytes each | RSS bytes each |");
+  lines.push("|---|--:|--:|--:|");
+  lines.push(
+    `| idle held session (payload ${m.payloadBytes} B) | ${m.openSessions} | ${m.bytesPerSession} | ${m.rssPerSession} |`,
+  );
+  lines.push(
+    `| idle bridge socket | ${m.idleSockets} | ${m.bytesPerIdleSocket} | ${m.rssPerIdleSocket} |`,
+  );
+  lines.push("\n### Targets (Node)\n");
+  lines.push("| target | measured | goal | |");
+  lines.push("|---|--:|--:|---|");
+  const names: Record<string, string> = {
+    collectVsFloor: "COLLECT acks/s × raw floor",
+    commitFirstFrameVsBare: "COMMIT→first frame p50 × bare connect-node server",
+    commitFirstFrameVsFloor: "COMMIT→first frame p50 × raw node:http2 floor (stricter)",
+    bridgeAckVsWs: "bridge ack p50 × raw ws echo",
+    bytesPerIdleSession: "bytes per idle held session beyond payload",
+    holdsInOneProcess: "concurrent holds in one process",
+  };
+  for (const [k, t] of Object.entries(r.targets) as [string, { value: number; target: string }][]) {
+    const [op, goal] = t.target.split(" ") as [string, string];
+    const ok = op === ">=" ? t.value >= Number(goal) : t.value <= Number(goal);
+    lines.push(`| ${names[k]} | ${t.value} | ${t.target} | ${ok ? "met" : "MISSED"} |`);
+  }
+  const mc = r.machine;
+  lines.push(
+    `\n${mc.cpu}, ${mc.cores} cores, ${mc.memoryGiB} GiB; Node ${mc.node}, Bun ${mc.bun}, ${mc.deno}; ${mc.h2load}; ${mc.pinned}; ${r.seconds} s.\n`,
+  );
+  return lines.join("\n");
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`[bench] failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  for (const s of servers) await s.stop();
+  process.exit(1);
+});

@@ -1,0 +1,24 @@
+// ptt-edge on Node (memory store, echo workflow) as the bench starts it: like `npm start`, plus
+// a memory probe over the IPC channel (run with --expose-gc). Prints "LISTENING <port>".
+import process from "node:process";
+import { configFromEnv } from "../../src/core/env-config.js";
+import { startNodeServer } from "../../src/runtimes/node/server.js";
+
+const config = configFromEnv(process.env);
+const server = await startNodeServer({
+  port: config.port,
+  host: config.host,
+  config: config.core,
+  graceMs: 0,
+});
+process.stdout.write(`LISTENING ${server.port}\n`);
+
+const gc = (globalThis as { gc?: () => void }).gc;
+process.on("message", (msg) => {
+  if (msg !== "memory") return;
+  // Several passes: weak refs and finalizers of closed streams need more than one.
+  for (let i = 0; i < 4; i++) gc?.();
+  const m = process.memoryUsage();
+  process.send?.({ heapUsed: m.heapUsed, external: m.external, rss: m.rss, gc: gc !== undefined });
+});
+process.once("SIGTERM", () => void server.close(0).then(() => process.exit(0)));

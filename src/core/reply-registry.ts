@@ -54,7 +54,7 @@ export class ReplyRegistry {
       hardwareId,
       sessionId,
       turnId,
-      // A strictly increasing stamp: "started before the interrupt" must not depend on clock ties.
+      // Registration order: "started before the interrupt" must not depend on clock ties.
       startedAt: ++this.seq,
       controller: new AbortController(),
     };
@@ -79,16 +79,17 @@ export class ReplyRegistry {
   interrupt(hardwareId: string, cause: ReplyAborted["why"], except?: string): string[] {
     const set = this.byDevice.get(hardwareId);
     if (!set) return [];
+    // An abort listener may start a reply synchronously, and a Set's iteration visits what
+    // is added during it: the cutoff keeps "started before the call".
     const cutoff = this.seq;
-    const stopped: string[] = [];
+    const stopped = new Set<string>();
     for (const reply of set) {
       if (reply.startedAt > cutoff || reply.sessionId === except) continue;
-      if (!reply.controller.signal.aborted) {
-        reply.controller.abort(new ReplyAborted(cause));
-        stopped.push(reply.sessionId);
-      }
+      if (reply.controller.signal.aborted) continue;
+      reply.controller.abort(new ReplyAborted(cause));
+      stopped.add(reply.sessionId);
     }
-    return stopped;
+    return [...stopped];
   }
 
   /** Aborts the reply of one session, if it is running. */

@@ -157,6 +157,8 @@ async function* commit(
     // Stopped by us (interrupt, cancel, shutdown) or by the caller hanging up: not a failure.
     const stopped = reply.controller.signal.aborted || ctx.signal.aborted;
     core.metrics.commit(stopped ? "cancelled" : "failed");
+    // The client gets "internal error"; the operator gets the reason (never the transcript).
+    if (!stopped) core.logger.error("workflow failed", { turnId: turn.turnId, error: String(err) });
     throw err;
   } finally {
     releaseSlot();

@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import type { PttCore } from "../../src/core/ptt-core.js";
 import type { SessionRecord } from "../../src/core/session.js";
 import {
   type ClientFrame,
@@ -154,14 +155,30 @@ export async function evict(hardwareId: string): Promise<void> {
  * delivers to the object (fetch, alarm, socket messages and closes) goes to it.
  * The bridge sockets themselves stay open, as they do across hibernation.
  */
-export async function swapInFreshInstance(hardwareId: string): Promise<void> {
+export async function swapInFreshInstance(
+  hardwareId: string,
+  vars: Record<string, string> = {},
+): Promise<void> {
   await runInDurableObject(deviceStub(hardwareId), (instance, state) => {
-    const fresh = new DeviceObject(state, env);
+    // `vars` override the Worker's (wrangler.toml + vitest.workers.config.ts) for this object.
+    const fresh = new DeviceObject(state, { ...env, ...vars });
+    (instance as unknown as { testLive?: DeviceObject }).testLive = fresh;
     instance.fetch = (...args) => fresh.fetch(...args);
     instance.alarm = (...args) => fresh.alarm(...args);
     instance.webSocketMessage = (...args) => fresh.webSocketMessage(...args);
     instance.webSocketClose = (...args) => fresh.webSocketClose(...args);
     instance.webSocketError = (...args) => fresh.webSocketError(...args);
+  });
+}
+
+/** The core of the instance that serves the object's events now (after any swap). */
+export async function liveCore<T>(
+  hardwareId: string,
+  read: (core: PttCore) => T | Promise<T>,
+): Promise<T> {
+  return runInDurableObject(deviceStub(hardwareId), (instance) => {
+    const live = (instance as unknown as { testLive?: DeviceObject }).testLive ?? instance;
+    return read((live as unknown as { core: PttCore }).core);
   });
 }
 

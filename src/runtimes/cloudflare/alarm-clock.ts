@@ -4,6 +4,8 @@ import type { Clock } from "../../core/ports.js";
  * The store's one timer as the Durable Object's one alarm, so expiry happens even
  * after the object was evicted: the alarm wakes it, the constructor reloads the
  * journal (re-arming for the earliest deadline), and alarm() runs the sweep.
+ * An object has one alarm, so this clock holds one timer: give it to the store only
+ * (anything else, such as a reply's pauses, uses ordinary timers).
  */
 export class AlarmClock implements Clock {
   private pending: (() => void) | undefined;

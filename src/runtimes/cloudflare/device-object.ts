@@ -61,7 +61,9 @@ export class DeviceObject extends DurableObject<Env> {
           typeof env.PTT_AI_MODEL === "string" ? env.PTT_AI_MODEL : undefined,
         )
       : undefined;
-    core = createPttCore({ ...config.core, clock: this.clock, store, workflow });
+    // The alarm is the store's alone (one timer: its sweeper). The core and the workflow
+    // (the echo's pauses) use ordinary timers, which run while the object serves the reply.
+    core = createPttCore({ ...config.core, store, workflow });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);

@@ -8,13 +8,13 @@ import { bridgeRequestHeaders } from "../../bridge/server/handshake.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { DEFAULT_LIMITS } from "../../core/limits.js";
 import { createPttCore, type PttCore } from "../../core/ptt-core.js";
-import type { SessionRecord } from "../../core/session.js";
 import { createMemoryStore } from "../../core/stores/memory-store.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { AlarmClock } from "./alarm-clock.js";
 import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
-import { configOf, type Env } from "./env.js";
+import { configOf, type Env, loggerOf } from "./env.js";
 import { lengthPrefixed } from "./frame-stream.js";
+import { createKvJournal } from "./kv-journal.js";
 import { createWorkersAiWorkflow } from "./workers-ai.js";
 
 /**
@@ -44,12 +44,7 @@ export class DeviceObject extends DurableObject<Env> {
       onExpired: (n) => {
         core.metrics.expirations += n;
       },
-      journal: {
-        load: () =>
-          [...kv.list<SessionRecord>({ prefix: "s:" })].map(([k, r]) => [k.slice(2), r] as const),
-        put: (k, r) => kv.put(`s:${k}`, r),
-        delete: (k) => void kv.delete(`s:${k}`),
-      },
+      journal: createKvJournal(kv),
     });
     const ai = env.PTT_WORKFLOW === "workers-ai" ? env.AI : undefined;
     if (env.PTT_WORKFLOW === "workers-ai" && !ai) {
@@ -63,7 +58,7 @@ export class DeviceObject extends DurableObject<Env> {
       : undefined;
     // The alarm is the store's alone (one timer: its sweeper). The core and the workflow
     // (the echo's pauses) use ordinary timers, which run while the object serves the reply.
-    core = createPttCore({ ...config.core, store, workflow });
+    core = createPttCore({ ...config.core, store, workflow, logger: loggerOf(config) });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);

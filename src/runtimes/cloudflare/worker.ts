@@ -4,7 +4,7 @@ import { createFetchApp, type FetchHandler } from "../../core/fetch-app.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { createPttCore } from "../../core/ptt-core.js";
 import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
-import { configOf, type Env } from "./env.js";
+import { configOf, type Env, loggerOf } from "./env.js";
 
 export { DeviceObject } from "./device-object.js";
 
@@ -14,7 +14,13 @@ const apps = new WeakMap<Env, { app: FetchHandler; allowedOrigins: readonly stri
 function appFor(env: Env) {
   let entry = apps.get(env);
   if (!entry) {
-    const core = createPttCore(configOf(env).core);
+    const config = configOf(env);
+    const core = createPttCore({ ...config.core, logger: loggerOf(config) });
+    for (const setting of config.clamped) {
+      core.logger.warn("limit lowered to fit Durable Object storage (2 MB per session)", {
+        setting,
+      });
+    }
     const app = createFetchApp(core, {
       handlers: createDeviceProxy(env.DEVICE, core.auth),
       extend: mountDemo,

@@ -1,14 +1,16 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Transport } from "@connectrpc/connect";
+import { Code, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { BridgeChannel, type WebSocketFactory } from "../../src/bridge/client/channel.js";
 import { createBridgeTransport } from "../../src/bridge/client/transport.js";
+import { ChunkMode } from "../../src/gen/streaming_pb.js";
 import { limitsEnv } from "../support/spawn-runtime.js";
 import { type SpawnedWorker, spawnWrangler } from "../support/spawn-wrangler.js";
+import { clientFor, collect, commit, newDevice, newSession, streamAudio } from "./calls.js";
 import { contractSuite } from "./suite.js";
 import { type Capabilities, type Target, TEST_ECHO_DELAY_MS, TEST_LIMITS } from "./target.js";
 
@@ -55,6 +57,38 @@ describe("contract: workers (wrangler dev --local)", () => {
     await worker?.stop();
     await rm(state, { recursive: true, force: true });
   });
+  // Regression (was a defect): a client that hung up left its reply running in the device
+  // object to the end (no request signal, writes to the dead stream ignored).
+  it("a Connect client that hangs up mid-reply: the device object stops the reply", async () => {
+    const client = clientFor({
+      name: "workers/hang-up",
+      transport: createConnectTransport({ baseUrl: worker.url, httpVersion: "1.1" }),
+      limits: TEST_LIMITS,
+      echoDelayMs: TEST_ECHO_DELAY_MS,
+    });
+    const hw = newDevice("hang-up");
+    const sid = newSession();
+    // Hundreds of short sentences, TEST_ECHO_DELAY_MS apart: a reply of several seconds.
+    const chunk = "Go. ".repeat(TEST_LIMITS.maxChunkTextBytes / 4);
+    const delta = { chunkMode: ChunkMode.DELTA };
+    for (let seq = 1; (seq + 1) * chunk.length <= TEST_LIMITS.maxSessionTextBytes; seq++) {
+      expect((await streamAudio(client, collect(hw, sid, seq, chunk, delta))).code).toBeUndefined();
+    }
+    const call = new AbortController();
+    const r = await streamAudio(client, commit(hw, sid), {
+      signal: call.signal,
+      onFrame: (f) => {
+        if (f.case === "textChunk") call.abort();
+      },
+    });
+    expect(r.code).toBe(Code.Canceled);
+    expect(r.frames.some((f) => f.case === "endMessage")).toBe(false);
+    await new Promise((done) => setTimeout(done, 500));
+    // A second call: no reply of the device is running any more.
+    const interrupted = await client.interruptSession({ hardwareId: hw });
+    expect(interrupted.interruptedSessions).toEqual([]);
+  });
+
   for (const [name, make] of Object.entries(transports)) {
     describe(`workers/${name}`, () => {
       let target: Target;

@@ -96,26 +96,43 @@ export class DeviceObject extends DurableObject<Env> {
   /** One forwarded call: the bridge envelope over an HTTP body, frames length-prefixed. */
   private async runCall(req: Request): Promise<Response> {
     const frame = new Uint8Array(await req.arrayBuffer());
-    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    const writer = writable.getWriter();
+    let out!: ReadableStreamDefaultController<Uint8Array>;
+    let open = true;
+    const end = () => {
+      if (!open) return;
+      open = false;
+      out.close();
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        out = controller;
+      },
+      // The Worker stopped reading (its client hung up): the call goes, and a reply with
+      // it, giving back its slot.
+      cancel: () => {
+        open = false;
+        conn.closedByPeer();
+      },
+    });
     const conn = new BridgeConnection(
       this.bridge,
       {
         send: (bytes) => {
-          // A Worker that went away cancels the stream; the call is cancelled via req.signal.
-          writer.write(lengthPrefixed(bytes)).catch(() => {});
+          if (!open) return;
+          out.enqueue(lengthPrefixed(bytes));
           // A call is removed before its CallEnd is sent: no running call left = that was the end.
-          if (conn.runningCalls === 0) writer.close().catch(() => {});
+          if (conn.runningCalls === 0) end();
         },
-        close: () => void writer.close().catch(() => {}),
+        close: end,
         bufferedAmount: () => 0,
       },
       req.headers,
       req.url,
     );
+    // enable_request_signal: the Worker's request to this object was cancelled.
     req.signal.addEventListener("abort", () => conn.closedByPeer(), { once: true });
     conn.receive(frame);
-    return new Response(readable, { headers: { "content-type": "application/octet-stream" } });
+    return new Response(body, { headers: { "content-type": "application/octet-stream" } });
   }
 
   private acceptSocket(req: Request): Response {

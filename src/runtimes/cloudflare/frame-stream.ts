@@ -9,9 +9,11 @@ export function lengthPrefixed(frame: Uint8Array): Uint8Array {
   return out;
 }
 
+/** The frames of `body`; a reader that stops early cancels the body (the sender sees it). */
 export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
   const reader = body.getReader();
   let buf = new Uint8Array(0);
+  let finished = false;
   try {
     for (;;) {
       while (buf.byteLength >= 4) {
@@ -21,13 +23,17 @@ export async function* readFrames(body: ReadableStream<Uint8Array>): AsyncGenera
         buf = buf.slice(4 + n);
       }
       const { done, value } = await reader.read();
-      if (done) return;
+      if (done) {
+        finished = true;
+        return;
+      }
       const next = new Uint8Array(buf.byteLength + value.byteLength);
       next.set(buf);
       next.set(value, buf.byteLength);
       buf = next;
     }
   } finally {
+    if (!finished) reader.cancel().catch(() => {});
     reader.releaseLock();
   }
 }

@@ -1,0 +1,168 @@
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createContextValues,
+  type HandlerContext,
+} from "@connectrpc/connect";
+import { FastHeaders } from "./fast-headers.js";
+
+/**
+ * What connect aborts a call's signal with when no reason is given (a client hang-up
+ * without an error code, or the call's end): built once, not per call, because Node
+ * captures a stack trace for every DOMException.
+ */
+export const ABORTED = new DOMException("This operation was aborted", "AbortError");
+
+export interface LazyHandlerContextInit {
+  method: DescMethod;
+  protocolName: string;
+  /** Copied on first read, as connect copies it for every call. */
+  requestHeader?: Headers;
+  url?: string;
+  /** Aborts the signal (server shutdown). */
+  shutdownSignal?: AbortSignal;
+  /** The deadline: the signal aborts with DEADLINE_EXCEEDED after this long. */
+  timeoutMs?: number;
+}
+
+/**
+ * A real HandlerContext that costs little when a handler does not use all of it (a COLLECT
+ * reads none of its signal): the AbortController, the Headers objects and the context values
+ * are built on first read, response headers and trailers are FastHeaders, and a call that
+ * ends aborts its signal with a reason made once. The signal aborts like connect's
+ * (createHandlerContext): on the deadline, on shutdown, on abort(reason), first reason wins.
+ * Transports read `aborted` and `headersSet` / `trailersSet` without building anything.
+ */
+export class LazyHandlerContext implements HandlerContext {
+  readonly method: DescMethod;
+  readonly protocolName: string;
+  readonly requestMethod = "POST";
+  private controller: AbortController | undefined;
+  private reason: unknown;
+  private isAborted = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private deadline: number | undefined;
+  private onShutdown: (() => void) | undefined;
+  private readonly shutdownSignal: AbortSignal | undefined;
+  private readonly initHeader: Headers | undefined;
+  private readonly initUrl: string;
+  private reqHeader: Headers | undefined;
+  private resHeader: Headers | undefined;
+  private resTrailer: Headers | undefined;
+  private ctxValues: ContextValues | undefined;
+
+  constructor(init: LazyHandlerContextInit) {
+    this.method = init.method;
+    this.protocolName = init.protocolName;
+    this.shutdownSignal = init.shutdownSignal;
+    this.initHeader = init.requestHeader;
+    this.initUrl = init.url ?? "";
+    const { timeoutMs } = init;
+    if (timeoutMs === undefined) return;
+    this.deadline = Date.now() + timeoutMs;
+    if (timeoutMs <= 0) this.expire();
+    else this.timer = setTimeout(() => this.expire(), timeoutMs);
+  }
+
+  get service(): DescService {
+    return this.method.parent;
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller) return this.controller.signal;
+    const controller = new AbortController();
+    this.controller = controller;
+    const shutdown = this.shutdownSignal;
+    if (this.isAborted) {
+      controller.abort(this.reason);
+    } else if (shutdown?.aborted) {
+      this.abort(shutdown.reason ?? ABORTED);
+    } else if (shutdown) {
+      this.onShutdown = () => this.abort(shutdown.reason ?? ABORTED);
+      shutdown.addEventListener("abort", this.onShutdown, { once: true });
+    }
+    return controller.signal;
+  }
+
+  /** signal.aborted, without building the signal. */
+  get aborted(): boolean {
+    return this.isAborted || this.shutdownSignal?.aborted === true;
+  }
+
+  /** signal.reason, without building the signal. */
+  get abortReason(): unknown {
+    if (this.isAborted) return this.reason;
+    return this.shutdownSignal?.aborted ? (this.shutdownSignal.reason ?? ABORTED) : undefined;
+  }
+
+  readonly timeoutMs = (): number | undefined =>
+    this.deadline === undefined ? undefined : this.deadline - Date.now();
+
+  get requestHeader(): Headers {
+    this.reqHeader ??= this.readRequestHeader();
+    return this.reqHeader;
+  }
+
+  get responseHeader(): Headers {
+    this.resHeader ??= new FastHeaders();
+    return this.resHeader;
+  }
+
+  get responseTrailer(): Headers {
+    this.resTrailer ??= new FastHeaders();
+    return this.resTrailer;
+  }
+
+  get values(): ContextValues {
+    this.ctxValues ??= createContextValues();
+    return this.ctxValues;
+  }
+
+  get url(): string {
+    return this.readUrl();
+  }
+
+  /** Response headers and trailers the handler set, without building them when it set none. */
+  get headersSet(): Headers | undefined {
+    return this.resHeader;
+  }
+  get trailersSet(): Headers | undefined {
+    return this.resTrailer;
+  }
+
+  /** Aborts the signal (once: the first reason wins, as with connect's linked controller). */
+  abort(reason: unknown = ABORTED): void {
+    if (this.isAborted) return;
+    this.isAborted = true;
+    this.reason = reason;
+    this.release();
+    this.controller?.abort(reason);
+  }
+
+  /** The call is over: stop the deadline and, when someone holds the signal, abort it. */
+  finish(): void {
+    this.abort(ABORTED);
+  }
+
+  /** The request headers, on first read; a subclass may take them from its transport. */
+  protected readRequestHeader(): Headers {
+    return new Headers(this.initHeader);
+  }
+
+  protected readUrl(): string {
+    return this.initUrl;
+  }
+
+  private expire(): void {
+    this.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+  }
+
+  private release(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.onShutdown) this.shutdownSignal?.removeEventListener("abort", this.onShutdown);
+    this.onShutdown = undefined;
+  }
+}

@@ -1,3 +1,4 @@
+import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ServerFrame } from "../../src/gen/bridge_pb.js";
 import type { StreamResponse } from "../../src/gen/streaming_pb.js";
@@ -124,6 +125,24 @@ describe("hibernatable bridge sockets", () => {
     const socket = await BridgeSocket.open(hw, { cookie: `session=${"x".repeat(20_000)}` });
     expect((await socket.next()).body.case).toBe("hello");
     socket.close();
+  });
+
+  // Regression (was a defect): the object picked ptt.bridge.v1 when any offer merely
+  // contained it (a token, a look-alike version).
+  it.each([
+    ["a look-alike version", "ptt.bridge.v10", null],
+    ["a token that contains it", "bearer.ptt.bridge.v1", null],
+    ["a longer name", "x-ptt.bridge.v1", null],
+    ["it among others", "chat, ptt.bridge.v1", "ptt.bridge.v1"],
+  ])("subprotocol: %s (%s) is answered with %s", async (_what, offered, picked) => {
+    const res = await SELF.fetch(
+      `https://ptt.test/v1/bridge?hardware_id=${encodeURIComponent(newDevice("protocol"))}`,
+      { headers: { upgrade: "websocket", "sec-websocket-protocol": offered } },
+    );
+    expect(res.status).toBe(101);
+    expect(res.headers.get("sec-websocket-protocol")).toBe(picked);
+    res.webSocket?.accept();
+    res.webSocket?.close(1000, "done");
   });
 
   // Regression (was a defect): the Hibernation API does not answer a client's Close frame

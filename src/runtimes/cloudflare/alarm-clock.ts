@@ -10,7 +10,11 @@ import type { Clock } from "../../core/ports.js";
 export class AlarmClock implements Clock {
   private pending: (() => void) | undefined;
 
-  constructor(private readonly storage: DurableObjectStorage) {}
+  /** `onError` hears of an alarm that storage failed to set or delete. */
+  constructor(
+    private readonly storage: Pick<DurableObjectStorage, "setAlarm" | "deleteAlarm">,
+    private readonly onError: (what: "setAlarm" | "deleteAlarm", err: unknown) => void = () => {},
+  ) {}
 
   now(): number {
     return Date.now();
@@ -19,14 +23,14 @@ export class AlarmClock implements Clock {
   setTimer(fn: () => void, ms: number): unknown {
     this.pending = fn;
     // The output gate holds responses until the alarm is durably set.
-    void this.storage.setAlarm(Date.now() + ms);
+    this.storage.setAlarm(Date.now() + ms).catch((err: unknown) => this.onError("setAlarm", err));
     return fn;
   }
 
   clearTimer(handle: unknown): void {
     if (handle !== this.pending) return;
     this.pending = undefined;
-    void this.storage.deleteAlarm();
+    this.storage.deleteAlarm().catch((err: unknown) => this.onError("deleteAlarm", err));
   }
 
   /** alarm(): run the store's timer callback. */

@@ -4,7 +4,11 @@ import {
   type BridgeHandlers,
   createBridgeHandlers,
 } from "../../bridge/server/bridge-connection.js";
-import { bridgeRequestHeaders } from "../../bridge/server/handshake.js";
+import {
+  bridgeRequestHeaders,
+  offeredProtocols,
+  selectProtocol,
+} from "../../bridge/server/handshake.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { DEFAULT_LIMITS } from "../../core/limits.js";
 import { createPttCore, type PttCore } from "../../core/ptt-core.js";
@@ -33,8 +37,11 @@ export class DeviceObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.clock = new AlarmClock(ctx.storage);
     const config = configOf(env);
+    const logger = loggerOf(config);
+    this.clock = new AlarmClock(ctx.storage, (what, err) =>
+      logger.error("storage refused the alarm", { op: what, error: String(err) }),
+    );
     const kv = ctx.storage.kv;
     this.device = kv.get<string>("device");
     let core!: PttCore;
@@ -58,7 +65,7 @@ export class DeviceObject extends DurableObject<Env> {
       : undefined;
     // The alarm is the store's alone (one timer: its sweeper). The core and the workflow
     // (the echo's pauses) use ordinary timers, which run while the object serves the reply.
-    core = createPttCore({ ...config.core, store, workflow, logger: loggerOf(config) });
+    core = createPttCore({ ...config.core, store, workflow, logger });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);
@@ -90,6 +97,11 @@ export class DeviceObject extends DurableObject<Env> {
     const path = new URL(req.url).pathname;
     if (path === "/v1/bridge") return this.acceptSocket(req);
     if (path === "/call") return this.runCall(req);
+    if (path === "/ping") {
+      // Readiness: the object runs and its storage answers.
+      this.ctx.storage.kv.get("device");
+      return new Response("ok\n");
+    }
     return new Response("not found\n", { status: 404 });
   }
 
@@ -144,11 +156,12 @@ export class DeviceObject extends DurableObject<Env> {
     const auth = bridgeRequestHeaders(req.headers).get("authorization");
     server.serializeAttachment({ headers: auth ? [["authorization", auth]] : [], url: req.url });
     this.connection(server).open();
-    const protocol = req.headers.get("sec-websocket-protocol")?.includes("ptt.bridge.v1");
+    // Ours only when offered as such (never a token, never a look-alike).
+    const protocol = selectProtocol(offeredProtocols(req.headers.get("sec-websocket-protocol")));
     return new Response(null, {
       status: 101,
       webSocket: client,
-      headers: protocol ? { "sec-websocket-protocol": "ptt.bridge.v1" } : {},
+      headers: protocol ? { "sec-websocket-protocol": protocol } : {},
     });
   }
 

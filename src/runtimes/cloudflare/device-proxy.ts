@@ -22,6 +22,8 @@ export interface DeviceNamespace {
 }
 
 export const DEVICE_HEADER = "x-ptt-device";
+/** The object the Worker's /readyz asks; "#" is not allowed in a hardware_id: no device's. */
+export const READY_OBJECT = "#readyz";
 
 type Body = ServerFrame["body"];
 

@@ -2,14 +2,36 @@ import { mountDemo } from "../../bridge/demo/routes.js";
 import { refusedOrigin } from "../../bridge/server/handshake.js";
 import { createFetchApp, type FetchHandler } from "../../core/fetch-app.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
+import type { Logger } from "../../core/ports.js";
 import { createPttCore } from "../../core/ptt-core.js";
-import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
+import { createDeviceProxy, DEVICE_HEADER, READY_OBJECT } from "./device-proxy.js";
 import { configOf, type Env, loggerOf } from "./env.js";
 
 export { DeviceObject } from "./device-object.js";
 
 // One app per isolate and environment: the Worker only validates and routes.
-const apps = new WeakMap<Env, { app: FetchHandler; allowedOrigins: readonly string[] }>();
+const apps = new WeakMap<
+  Env,
+  { app: FetchHandler; allowedOrigins: readonly string[]; logger: Logger }
+>();
+
+/**
+ * Readiness: the Worker holds no sessions, so it asks a device object (the one kept for
+ * this) to answer from its storage: Durable Objects and their storage are reachable.
+ */
+async function ready(env: Env, logger: Logger): Promise<Response> {
+  try {
+    const res = await env.DEVICE.get(env.DEVICE.idFromName(READY_OBJECT)).fetch(
+      new Request("https://device/ping"),
+    );
+    await res.body?.cancel();
+    if (res.ok) return new Response("ready\n");
+    logger.warn("device objects not ready", { status: res.status });
+  } catch (err) {
+    logger.warn("device objects not reachable", { error: String(err) });
+  }
+  return new Response("device objects not reachable\n", { status: 503 });
+}
 
 function appFor(env: Env) {
   let entry = apps.get(env);
@@ -25,7 +47,7 @@ function appFor(env: Env) {
       handlers: createDeviceProxy(env.DEVICE, core.auth),
       extend: mountDemo,
     });
-    entry = { app, allowedOrigins: core.allowedOrigins };
+    entry = { app, allowedOrigins: core.allowedOrigins, logger: core.logger };
     apps.set(env, entry);
   }
   return entry;
@@ -39,7 +61,7 @@ function appFor(env: Env) {
  */
 export default {
   async fetch(req: Request, env: Env): Promise<Response> {
-    const { app, allowedOrigins } = appFor(env);
+    const { app, allowedOrigins, logger } = appFor(env);
     const url = new URL(req.url);
     if (url.pathname === "/metrics") {
       // Counters live in each device's object; Workers analytics covers the Worker itself.
@@ -47,6 +69,7 @@ export default {
         status: 501,
       });
     }
+    if (url.pathname === "/readyz") return ready(env, logger);
     if (url.pathname !== "/v1/bridge") return app(req);
     const refused = refusedOrigin(req.headers, allowedOrigins);
     if (refused) return new Response(`${refused}\n`, { status: 403 });

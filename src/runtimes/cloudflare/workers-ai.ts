@@ -9,8 +9,9 @@ export const DEFAULT_AI_MODEL = "@cf/meta/llama-3.1-8b-instruct";
 
 /**
  * Replies with a Workers AI text model, streamed: the committed text is the user's
- * message, each streamed token a text_chunk. Stops reading when the reply is
- * interrupted (the model's stream is cancelled).
+ * message, each streamed token a text_chunk. When the reply is stopped (interrupt,
+ * cancel, the client gone), the model's stream is cancelled so its tokens stop too,
+ * even if that happens while the model is still being asked.
  */
 export function createWorkersAiWorkflow(ai: AiBinding, model = DEFAULT_AI_MODEL): Workflow {
   return async function* workersAi(turn, signal): AsyncGenerator<ReplyPart> {
@@ -28,22 +29,35 @@ export function createWorkersAiWorkflow(ai: AiBinding, model = DEFAULT_AI_MODEL)
   };
 }
 
-/** The `response` tokens of a Workers AI server-sent-event stream, until `data: [DONE]`. */
+/**
+ * The `response` tokens of a Workers AI server-sent-event stream, until `data: [DONE]`.
+ * Unless the stream ended, it is cancelled on the way out (aborted before or while
+ * reading, [DONE] before the end, or the consumer stopped early).
+ */
 export async function* sseTokens(
   stream: ReadableStream<Uint8Array>,
   signal: AbortSignal,
 ): AsyncGenerator<string> {
   const reader = stream.getReader();
-  const onAbort = () => void reader.cancel(signal.reason).catch(() => {});
-  signal.addEventListener("abort", onAbort, { once: true });
+  let ended = false;
+  const cancel = () => {
+    if (!ended) reader.cancel(signal.reason).catch(() => {});
+    ended = true;
+  };
+  signal.addEventListener("abort", cancel, { once: true });
   const decoder = new TextDecoder();
   let buffered = "";
   try {
     for (;;) {
+      // Also covers a signal that aborted before we got here (while the model was asked).
+      signal.throwIfAborted();
       const { done, value } = await reader.read();
       // A stream cancelled by an interrupt also ends "done": that is not a finished reply.
       signal.throwIfAborted();
-      if (done) return;
+      if (done) {
+        ended = true;
+        return;
+      }
       buffered += decoder.decode(value, { stream: true });
       let end = buffered.indexOf("\n");
       while (end >= 0) {
@@ -58,7 +72,8 @@ export async function* sseTokens(
       }
     }
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    signal.removeEventListener("abort", cancel);
+    cancel();
     reader.releaseLock();
   }
 }

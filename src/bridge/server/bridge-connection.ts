@@ -16,23 +16,29 @@ import {
   StreamingService,
   type StreamRequest,
 } from "../../gen/streaming_pb.js";
+import { FlowControl, type FlowLimits } from "./flow-control.js";
 import { type BridgeSocket, CLOSE } from "./socket-port.js";
 
-export interface BridgeOptions {
+/** Per-socket limits; see FlowControl for how each one holds on every runtime. */
+export interface BridgeOptions extends FlowLimits {
   /** Largest ClientFrame accepted; bigger ones close the socket with 1009. */
   maxFrameBytes: number;
-  /** Send-buffer bytes above which calls wait and the socket stops being read. */
-  highWaterMark: number;
-  /** Running calls above which the socket stops being read until some finish. */
-  maxRunningCalls: number;
 }
 
+const MiB = 1024 * 1024;
+
 export function defaultBridgeOptions(limits: Limits): BridgeOptions {
+  // A frame is one StreamRequest plus a few bytes of envelope.
+  const maxFrameBytes = limits.maxRequestBytes + 64;
   return {
-    // A frame is one StreamRequest plus a few bytes of envelope.
-    maxFrameBytes: limits.maxRequestBytes + 64,
-    highWaterMark: 1024 * 1024,
+    maxFrameBytes,
+    highWaterMark: MiB,
     maxRunningCalls: 1024,
+    // Always room for two frames of the largest size.
+    maxRunningBytes: Math.max(16 * MiB, 2 * maxFrameBytes),
+    // Past the high-water mark by more than any single reply frame a workflow yields.
+    maxBufferedBytes: 16 * MiB,
+    drainPollMs: 10,
   };
 }
 
@@ -85,20 +91,27 @@ type ServerBody = MessageInitShape<typeof ServerFrameSchema>["body"];
  */
 export class BridgeConnection {
   private readonly calls = new Map<number, ReturnType<typeof createHandlerContext>>();
+  private readonly flow: FlowControl;
   private closed = false;
-  private readingPaused = false;
-  private drainWaiters: (() => void)[] = [];
+  /** Shutting down: new calls get CallEnd unavailable. */
+  private stopping = false;
+  /** Set by closeWhenIdle: closes the socket once no call runs. */
+  private idleClose: (() => void) | undefined;
 
   constructor(
     private readonly handlers: BridgeHandlers,
     private readonly socket: BridgeSocket,
     private readonly requestHeader: Headers,
     private readonly url: string,
-  ) {}
+    /** Called once when the socket closed (a BridgeHub forgets it). */
+    private readonly onClose?: () => void,
+  ) {
+    this.flow = new FlowControl(socket, handlers.options);
+  }
 
   /** Sends Hello: the first frame on every connection. */
   open(): void {
-    this.socket.send(this.handlers.hello);
+    this.write(this.handlers.hello);
   }
 
   /** One WebSocket message from the client. */
@@ -113,6 +126,15 @@ export class BridgeConnection {
       this.fail(CLOSE.tooBig, `frame of ${data.byteLength} bytes exceeds max_frame_bytes ${max}`);
       return;
     }
+    if (this.flow.overflowing) {
+      // Every frame is answered, at least by a CallEnd: a client that sends without reading
+      // would grow the send buffer without bound where the runtime cannot stop reading.
+      this.fail(
+        CLOSE.tryAgainLater,
+        `over ${this.handlers.options.maxBufferedBytes} bytes wait to be sent: read them, then reconnect`,
+      );
+      return;
+    }
     let frame: ClientFrame;
     try {
       frame = fromBinary(ClientFrameSchema, data);
@@ -120,32 +142,56 @@ export class BridgeConnection {
       this.fail(CLOSE.invalidPayload, "undecodable frame: expected a protobuf ClientFrame");
       return;
     }
-    this.dispatch(frame);
+    this.dispatch(frame, data.byteLength);
   }
 
-  /** The runtime saw the socket's send buffer drain (or the socket closed). */
+  /** The runtime saw the socket's send buffer drain. */
   drained(): void {
-    if (!this.closed && this.socket.bufferedAmount() > this.handlers.options.highWaterMark) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const resume of waiters) resume();
-    this.updateReading();
+    this.flow.drained();
   }
 
   /** The socket closed: cancel its running calls; session buffers live in the store, untouched. */
   closedByPeer(): void {
+    if (this.closed) return;
     this.closed = true;
     const gone = new ConnectError("bridge socket closed", Code.Canceled);
     for (const ctx of this.calls.values()) ctx.abort(gone);
     this.calls.clear();
-    this.drained();
+    this.flow.close();
+    this.idleClose?.();
+    this.onClose?.();
+  }
+
+  /** Shutdown, first step: new calls get CallEnd unavailable; running calls go on. */
+  stopAccepting(): void {
+    this.stopping = true;
+  }
+
+  /**
+   * Shutdown, last step: closes the socket with 1001 as soon as no call runs (their CallEnds
+   * sent), at the latest after `waitMs`, cancelling what still runs then. Resolves once closed.
+   */
+  closeWhenIdle(waitMs: number): Promise<void> {
+    this.stopping = true;
+    return new Promise((resolve) => {
+      if (this.closed) return resolve();
+      const close = () => {
+        clearTimeout(timer);
+        this.idleClose = undefined;
+        if (!this.closed) this.fail(CLOSE.goingAway, "server shutting down");
+        resolve();
+      };
+      const timer = setTimeout(close, waitMs);
+      this.idleClose = close;
+      if (this.calls.size === 0) close();
+    });
   }
 
   get runningCalls(): number {
     return this.calls.size;
   }
 
-  private dispatch(frame: ClientFrame): void {
+  private dispatch(frame: ClientFrame, bytes: number): void {
     const id = frame.callId;
     const body = frame.body;
     if (body.case === "cancel") {
@@ -166,6 +212,13 @@ export class BridgeConnection {
       this.end(id, invalidArgument(`call_id: ${id} is already running on this socket`));
       return;
     }
+    const refused = this.stopping
+      ? new ConnectError("server shutting down: call another instance", Code.Unavailable)
+      : this.flow.refusal(bytes);
+    if (refused) {
+      this.end(id, refused);
+      return;
+    }
     const method =
       body.case === "streamAudio"
         ? StreamingService.method.streamAudio
@@ -179,14 +232,14 @@ export class BridgeConnection {
       requestHeader: this.requestHeader,
     });
     this.calls.set(id, ctx);
-    this.updateReading();
+    this.flow.started(bytes);
     const run =
       body.case === "streamAudio"
         ? this.runStreamAudio(id, body.value, ctx)
         : this.runInterrupt(id, body.value, ctx);
     run.then(
-      () => this.finish(id, ctx),
-      (err: unknown) => this.finish(id, ctx, err),
+      () => this.finish(id, ctx, bytes),
+      (err: unknown) => this.finish(id, ctx, bytes, err),
     );
   }
 
@@ -208,10 +261,18 @@ export class BridgeConnection {
     ctx: HandlerContext,
   ): Promise<void> {
     const res = await this.handlers.interruptSession(req, ctx);
+    const wait = this.writable(ctx.signal);
+    if (wait) await wait;
+    ctx.signal.throwIfAborted();
     this.send(id, { case: "interrupt", value: res });
   }
 
-  private finish(id: number, ctx: ReturnType<typeof createHandlerContext>, err?: unknown): void {
+  private finish(
+    id: number,
+    ctx: ReturnType<typeof createHandlerContext>,
+    bytes: number,
+    err?: unknown,
+  ): void {
     if (this.calls.get(id) !== ctx) return; // socket closed meanwhile: nobody to tell
     this.calls.delete(id);
     const metadata: Record<string, string> = {};
@@ -225,7 +286,8 @@ export class BridgeConnection {
     // DOMException (with its stack trace) per call.
     ctx.abort(CALL_FINISHED);
     this.end(id, err === undefined ? undefined : ConnectError.from(err), metadata);
-    this.updateReading();
+    this.flow.ended(bytes);
+    if (this.idleClose && this.calls.size === 0) this.idleClose();
   }
 
   private end(id: number, error?: ConnectError, metadata: Record<string, string> = {}): void {
@@ -242,7 +304,15 @@ export class BridgeConnection {
   private send(callId: number, body: ServerBody): void {
     if (this.closed) return;
     const frame: ServerFrame = create(ServerFrameSchema, { callId, body });
-    this.socket.send(toBinary(ServerFrameSchema, frame));
+    this.write(toBinary(ServerFrameSchema, frame));
+  }
+
+  private write(bytes: Uint8Array): void {
+    if (this.socket.send(bytes) === false) {
+      // The runtime dropped the frame (Bun past its backpressure limit): rather than a reply
+      // with a hole or a call without its CallEnd, the client reconnects and resends.
+      this.fail(CLOSE.tryAgainLater, "send buffer full: reconnect and resend");
+    }
   }
 
   /**
@@ -250,30 +320,8 @@ export class BridgeConnection {
    * the socket closed, or the call was cancelled (so a parked reply never outlives them).
    */
   private writable(signal: AbortSignal): Promise<void> | undefined {
-    if (this.closed || this.socket.bufferedAmount() <= this.handlers.options.highWaterMark) {
-      return undefined;
-    }
-    this.updateReading();
-    return new Promise((resolve) => {
-      const done = () => {
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      signal.addEventListener("abort", done, { once: true });
-      this.drainWaiters.push(done);
-    });
-  }
-
-  /** Reads only while the socket can absorb replies and the call count is in bounds. */
-  private updateReading(): void {
-    const { highWaterMark, maxRunningCalls } = this.handlers.options;
-    const pause =
-      !this.closed &&
-      (this.calls.size >= maxRunningCalls || this.socket.bufferedAmount() > highWaterMark);
-    if (pause === this.readingPaused) return;
-    this.readingPaused = pause;
-    if (pause) this.socket.pauseReading?.();
-    else this.socket.resumeReading?.();
+    if (this.closed || this.flow.canSend) return undefined;
+    return this.flow.wait(signal);
   }
 
   private fail(code: number, reason: string): void {

@@ -1,23 +1,21 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import { BridgeConnection, type BridgeHandlers } from "../../bridge/server/bridge-connection.js";
-import {
-  bridgeRequestHeaders,
-  refusedOrigin,
-  selectProtocol,
-} from "../../bridge/server/handshake.js";
+import type { BridgeHandlers } from "../../bridge/server/bridge-connection.js";
+import { BRIDGE_PATH, BridgeHub, type BridgeUpgrade } from "../../bridge/server/bridge-hub.js";
+import { selectProtocol } from "../../bridge/server/handshake.js";
 import type { BridgeSocket } from "../../bridge/server/socket-port.js";
 
-export const BRIDGE_PATH = "/v1/bridge";
 const KEEPALIVE_MS = 30_000;
 
 /**
  * The bridge on Node: `ws` accepts upgrades on /v1/bridge of the shared HTTP/1.1
  * server, enforces the frame-size limit, and keeps idle sockets honest with
- * ping/pong. Everything about frames and calls happens in BridgeConnection.
+ * ping/pong. Everything about frames and calls happens in BridgeConnection, and the
+ * upgrade checks and shutdown order in BridgeHub.
  */
 export function createNodeBridge(handlers: BridgeHandlers) {
+  const hub = new BridgeHub(handlers);
   const wss = new WebSocketServer({
     noServer: true,
     // ws closes over-size frames with 1009 before buffering them.
@@ -38,10 +36,9 @@ export function createNodeBridge(handlers: BridgeHandlers) {
   }, KEEPALIVE_MS);
   keepalive.unref();
 
-  function accept(ws: WebSocket, req: IncomingMessage, raw: Duplex): void {
+  function accept(ws: WebSocket, upgrade: BridgeUpgrade, raw: Duplex): void {
     alive.add(ws);
     ws.on("pong", () => alive.add(ws));
-    const headers = headersOf(req);
     // Frames sent while handling one message (a COLLECT's response and its CallEnd) leave in
     // one write: the TCP socket stays corked until the event loop's check phase.
     let corked = false;
@@ -54,21 +51,18 @@ export function createNodeBridge(handlers: BridgeHandlers) {
         if (!corked) {
           corked = true;
           raw.cork();
-          setImmediate(uncork);
+          process.nextTick(uncork);
         }
         ws.send(data, { binary: true }, () => conn.drained());
       },
       close: (code, reason) => ws.close(code, reason),
       bufferedAmount: () => ws.bufferedAmount,
+      // Each frame's write callback: the last one fires once the buffer is empty.
+      drainSignal: true,
       pauseReading: () => ws.pause(),
       resumeReading: () => ws.resume(),
     };
-    const conn = new BridgeConnection(
-      handlers,
-      socket,
-      bridgeRequestHeaders(headers),
-      `http://${req.headers.host ?? "localhost"}${req.url ?? BRIDGE_PATH}`,
-    );
+    const conn = hub.connect(upgrade, socket);
     ws.on("message", (data, isBinary) => {
       // binaryType is the default "nodebuffer": every message arrives as one Buffer.
       const bytes = data as Buffer;
@@ -76,7 +70,6 @@ export function createNodeBridge(handlers: BridgeHandlers) {
     });
     ws.on("close", () => conn.closedByPeer());
     ws.on("error", () => ws.terminate());
-    conn.open();
   }
 
   return {
@@ -84,21 +77,26 @@ export function createNodeBridge(handlers: BridgeHandlers) {
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
       const path = (req.url ?? "").split("?")[0];
       if (path !== BRIDGE_PATH) return false;
-      const refused = refusedOrigin(headersOf(req), handlers.core.allowedOrigins);
-      if (refused) {
+      const url = `http://${req.headers.host ?? "localhost"}${req.url ?? BRIDGE_PATH}`;
+      const checked = hub.check(headersOf(req), url);
+      if ("status" in checked) {
         socket.end(
-          `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${refused}\n`,
+          `HTTP/1.1 ${checked.status} Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${checked.reason}\n`,
         );
         return true;
       }
       // Clients that offer no subprotocol are served too; ours is selected when offered.
-      wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, socket));
+      wss.handleUpgrade(req, socket, head, (ws) => accept(ws, checked, socket));
       return true;
     },
-    /** Closes every bridge socket (server shutdown). */
-    close(): void {
+    /** Shutdown, first step: new bridge calls get CallEnd unavailable; running ones go on. */
+    stopAccepting(): void {
+      hub.stopAccepting();
+    },
+    /** Shutdown, last step (after the replies finished): closes every bridge socket (1001). */
+    async close(): Promise<void> {
       clearInterval(keepalive);
-      for (const ws of wss.clients) ws.close(1001, "server shutting down");
+      await hub.close();
       wss.close();
     },
   };

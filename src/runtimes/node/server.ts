@@ -93,12 +93,15 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     draining = true;
     tcp.close();
     destroyUndecided();
-    bridge.close();
+    // Bridge sockets stay open for their running replies, but take no new call (unavailable).
+    bridge.stopAccepting();
     // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
     for (const s of sessions) s.close();
     h1.closeIdleConnections();
     await finishReplies(core, graceMs);
     shutdown.abort();
+    // After the replies: each bridge socket closes (1001) once its last CallEnd is sent.
+    await bridge.close();
     await new Promise((r) => setTimeout(r, 20));
     for (const s of sessions) s.destroy();
     for (const socket of sockets) socket.destroy();

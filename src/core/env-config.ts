@@ -6,6 +6,11 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 export interface ServerConfig {
   port: number;
+  /**
+   * Bun and Deno: the node:http2 port for gRPC (their own servers cannot send trailers).
+   * GRPC_PORT, else PORT+1 (0, a free port, when PORT is 0).
+   */
+  grpcPort: number;
   host: string;
   /** How long running replies may finish after SIGTERM before they are cancelled. */
   graceMs: number;
@@ -54,8 +59,15 @@ export function configFromEnv(env: Env): ServerConfig {
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
   oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1");
   const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
+  const port = env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535);
+  let grpcPort = port === 0 ? 0 : port + 1;
+  if (env.GRPC_PORT !== undefined) grpcPort = positiveInt(env, "GRPC_PORT", 0, 65535);
+  else if (grpcPort > 65535) {
+    throw new Error(`GRPC_PORT: PORT+1 (${grpcPort}) is past 65535; set GRPC_PORT`);
+  }
   return {
-    port: env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535),
+    port,
+    grpcPort,
     host: env.HOST || "127.0.0.1",
     graceMs: env.PTT_GRACE_MS === undefined ? 10_000 : positiveInt(env, "PTT_GRACE_MS", 0),
     logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),

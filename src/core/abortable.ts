@@ -32,3 +32,28 @@ export async function* untilAborted<T>(
     if (!finished) it.return?.().catch(() => {});
   }
 }
+
+/**
+ * A signal that aborts when `a` or `b` does, with the first one's reason: AbortSignal.any for
+ * two signals, without its weak references (on Node 20 it cost ~14 µs a call, more than
+ * everything else a COMMIT does before its first frame). `unlink` drops the listeners.
+ */
+export function linkSignals(
+  a: AbortSignal,
+  b: AbortSignal,
+): { signal: AbortSignal; unlink(): void } {
+  if (a.aborted) return { signal: a, unlink() {} };
+  if (b.aborted) return { signal: b, unlink() {} };
+  const controller = new AbortController();
+  const onAbort = (ev: Event) => {
+    unlink();
+    controller.abort((ev.target as AbortSignal).reason);
+  };
+  const unlink = () => {
+    a.removeEventListener("abort", onAbort);
+    b.removeEventListener("abort", onAbort);
+  };
+  a.addEventListener("abort", onAbort);
+  b.addEventListener("abort", onAbort);
+  return { signal: controller.signal, unlink };
+}

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { StreamRequest, StreamResponse } from "../gen/streaming_pb.js";
-import { untilAborted } from "./abortable.js";
+import { linkSignals, untilAborted } from "./abortable.js";
 import { authorize } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import type { PttCore } from "./ptt-core.js";
@@ -102,7 +102,8 @@ async function* commit(
   // Registered before the buffer is consumed, so an interrupt, CANCEL or barge-in that
   // arrives while the store works still reaches this reply.
   const reply = core.replies.start(hardwareId, sessionId, crypto.randomUUID());
-  const signal = AbortSignal.any([ctx.signal, reply.controller.signal]);
+  const linked = linkSignals(ctx.signal, reply.controller.signal);
+  const signal = linked.signal;
   // The slot goes back the moment the reply is stopped, even while this generator is
   // parked at a `yield` behind a slow reader (its `finally` runs only when pulled).
   let released = false;
@@ -110,6 +111,7 @@ async function* commit(
     if (released) return;
     released = true;
     signal.removeEventListener("abort", releaseSlot);
+    linked.unlink();
     core.replies.finish(reply);
     core.replies.release();
   };

@@ -1,7 +1,7 @@
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
-import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { ABORTED, LazyHandlerContext } from "../../core/handler-context.js";
 import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
 import type { PttCore } from "../../core/ptt-core.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
@@ -78,9 +78,6 @@ export function createBridgeHandlers(
   };
 }
 
-/** Why a finished call's signal is aborted (what connect's own `abort()` would say). */
-const CALL_FINISHED = new DOMException("This operation was aborted", "AbortError");
-
 type ServerBody = MessageInitShape<typeof ServerFrameSchema>["body"];
 
 /**
@@ -90,7 +87,7 @@ type ServerBody = MessageInitShape<typeof ServerFrameSchema>["body"];
  * messages and drain/close events through a BridgeSocket.
  */
 export class BridgeConnection {
-  private readonly calls = new Map<number, ReturnType<typeof createHandlerContext>>();
+  private readonly calls = new Map<number, LazyHandlerContext>();
   private readonly flow: FlowControl;
   private closed = false;
   /** Shutting down: new calls get CallEnd unavailable. */
@@ -223,11 +220,10 @@ export class BridgeConnection {
       body.case === "streamAudio"
         ? StreamingService.method.streamAudio
         : StreamingService.method.interruptSession;
-    const ctx = createHandlerContext({
-      service: StreamingService,
+    // Lazy: a COLLECT never reads its signal or request headers, so they are never built.
+    const ctx = new LazyHandlerContext({
       method,
       protocolName: "bridge",
-      requestMethod: "POST",
       url: this.url,
       requestHeader: this.requestHeader,
     });
@@ -243,48 +239,46 @@ export class BridgeConnection {
     );
   }
 
-  private async runStreamAudio(id: number, req: StreamRequest, ctx: HandlerContext): Promise<void> {
+  private async runStreamAudio(
+    id: number,
+    req: StreamRequest,
+    ctx: LazyHandlerContext,
+  ): Promise<void> {
     // Leaving the loop early (break, throw) returns the generator, so its cleanup runs.
     for await (const response of this.handlers.streamAudio(req, ctx)) {
-      if (this.closed || ctx.signal.aborted) break;
-      const wait = this.writable(ctx.signal);
+      if (this.closed || ctx.aborted) break;
+      const wait = this.writable(ctx);
       if (wait) await wait;
-      if (this.closed || ctx.signal.aborted) break;
+      if (this.closed || ctx.aborted) break;
       this.send(id, { case: "response", value: response });
     }
-    ctx.signal.throwIfAborted();
+    if (ctx.aborted) throw ctx.abortReason;
   }
 
   private async runInterrupt(
     id: number,
     req: InterruptRequest,
-    ctx: HandlerContext,
+    ctx: LazyHandlerContext,
   ): Promise<void> {
     const res = await this.handlers.interruptSession(req, ctx);
-    const wait = this.writable(ctx.signal);
+    const wait = this.writable(ctx);
     if (wait) await wait;
-    ctx.signal.throwIfAborted();
+    if (ctx.aborted) throw ctx.abortReason;
     this.send(id, { case: "interrupt", value: res });
   }
 
-  private finish(
-    id: number,
-    ctx: ReturnType<typeof createHandlerContext>,
-    bytes: number,
-    err?: unknown,
-  ): void {
+  private finish(id: number, ctx: LazyHandlerContext, bytes: number, err?: unknown): void {
     if (this.calls.get(id) !== ctx) return; // socket closed meanwhile: nobody to tell
     this.calls.delete(id);
     const metadata: Record<string, string> = {};
-    ctx.responseHeader.forEach((v, k) => {
+    ctx.headersSet?.forEach((v, k) => {
       metadata[k] = v;
     });
-    ctx.responseTrailer.forEach((v, k) => {
+    ctx.trailersSet?.forEach((v, k) => {
       metadata[k] = v;
     });
-    // Releases the context's deadline timer and linked signals; a reason made once, not a
-    // DOMException (with its stack trace) per call.
-    ctx.abort(CALL_FINISHED);
+    // Releases the context's deadline timer and signal, with a reason made once.
+    ctx.abort(ABORTED);
     this.end(id, err === undefined ? undefined : ConnectError.from(err), metadata);
     this.flow.ended(bytes);
     if (this.idleClose && this.calls.size === 0) this.idleClose();
@@ -319,9 +313,9 @@ export class BridgeConnection {
    * undefined when the socket can take more now; otherwise resolves once it drained,
    * the socket closed, or the call was cancelled (so a parked reply never outlives them).
    */
-  private writable(signal: AbortSignal): Promise<void> | undefined {
+  private writable(ctx: LazyHandlerContext): Promise<void> | undefined {
     if (this.closed || this.flow.canSend) return undefined;
-    return this.flow.wait(signal);
+    return this.flow.wait(ctx.signal);
   }
 
   private fail(code: number, reason: string): void {

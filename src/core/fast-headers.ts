@@ -20,6 +20,10 @@ function headerValue(value: string): string {
  * in name order like it. Response headers and trailers of the gRPC fast path: most calls set
  * two trailers, and a Headers built for each was a measurable part of a call.
  */
+// The iterator types as the lib in use names them (DOM and Workers' types differ).
+type Entries = ReturnType<Headers["entries"]>;
+type Names = ReturnType<Headers["keys"]>;
+
 export class FastHeaders implements Headers {
   private readonly map = new Map<string, string>();
   private cookies: string[] | undefined;
@@ -64,30 +68,40 @@ export class FastHeaders implements Headers {
     return this.cookies ? [...this.cookies] : [];
   }
 
+  /** Workers' non-standard Headers method (its Headers type requires it). */
+  getAll(name: string): string[] {
+    const n = headerName(name);
+    if (n === "set-cookie") return this.getSetCookie();
+    const v = this.map.get(n);
+    return v === undefined ? [] : [v];
+  }
+
   forEach(
     callback: (value: string, key: string, parent: Headers) => void,
     thisArg?: unknown,
   ): void {
-    for (const [name, value] of this.list()) callback.call(thisArg, value, name, this);
+    for (const [name, value] of this.list()) {
+      callback.call(thisArg, value, name, this as unknown as Headers);
+    }
   }
 
-  entries(): HeadersIterator<[string, string]> {
-    return this.list()[Symbol.iterator]() as unknown as HeadersIterator<[string, string]>;
+  entries(): Entries {
+    return this.list()[Symbol.iterator]() as unknown as Entries;
   }
 
-  keys(): HeadersIterator<string> {
+  keys(): Names {
     return this.list()
       .map(([name]) => name)
-      [Symbol.iterator]() as unknown as HeadersIterator<string>;
+      [Symbol.iterator]() as unknown as Names;
   }
 
-  values(): HeadersIterator<string> {
+  values(): Names {
     return this.list()
       .map(([, value]) => value)
-      [Symbol.iterator]() as unknown as HeadersIterator<string>;
+      [Symbol.iterator]() as unknown as Names;
   }
 
-  [Symbol.iterator](): HeadersIterator<[string, string]> {
+  [Symbol.iterator](): Entries {
     return this.entries();
   }
 

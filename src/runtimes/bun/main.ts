@@ -1,11 +1,9 @@
 import { mountDemo } from "../../bridge/demo/routes.js";
-import { BridgeConnection, createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import {
-  bridgeRequestHeaders,
-  offeredProtocols,
-  refusedOrigin,
-  selectProtocol,
-} from "../../bridge/server/handshake.js";
+  type BridgeConnection,
+  createBridgeHandlers,
+} from "../../bridge/server/bridge-connection.js";
+import { BRIDGE_PATH, BridgeHub, type BridgeUpgrade } from "../../bridge/server/bridge-hub.js";
 import { configFromEnv } from "../../core/env-config.js";
 import { createFetchApp } from "../../core/fetch-app.js";
 import { createJsonLogger } from "../../core/json-logger.js";
@@ -15,10 +13,14 @@ import { listenH2c } from "../node/h2c-server.js";
 
 // The few Bun APIs used here, declared rather than importing bun-types (like hono does).
 interface BunSocket {
-  data: { headers: Headers; url: string; conn?: BridgeConnection };
+  data: { upgrade: BridgeUpgrade; conn?: BridgeConnection };
+  /** > 0: bytes sent; -1: queued (backpressure); 0: dropped (past backpressureLimit). */
   send(data: Uint8Array): number;
   close(code?: number, reason?: string): void;
   getBufferedAmount(): number;
+  /** Stop / resume reading the socket; absent from older Bun (the bridge then refuses calls). */
+  pause?(): void;
+  resume?(): void;
 }
 interface BunServer {
   port: number;
@@ -33,6 +35,7 @@ declare const Bun: {
     fetch(req: Request, server: BunServer): Promise<Response> | Response | undefined;
     websocket: {
       maxPayloadLength: number;
+      backpressureLimit: number;
       open(ws: BunSocket): void;
       message(ws: BunSocket, msg: string | Uint8Array): void;
       close(ws: BunSocket): void;
@@ -46,37 +49,34 @@ const logger = createJsonLogger((line) => process.stdout.write(`${line}\n`), con
 const core = createPttCore({ ...config.core, logger });
 const shutdown = new AbortController();
 const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: mountDemo });
-const bridge = createBridgeHandlers(core);
+const hub = new BridgeHub(createBridgeHandlers(core));
 
 const server = Bun.serve({
   port: config.port,
   hostname: config.host,
   fetch(req, srv) {
-    if (new URL(req.url).pathname !== "/v1/bridge") return app(req);
-    const refused = refusedOrigin(req.headers, core.allowedOrigins);
-    if (refused) return new Response(`${refused}\n`, { status: 403 });
-    const protocol = selectProtocol(offeredProtocols(req.headers.get("sec-websocket-protocol")));
-    const data = { headers: bridgeRequestHeaders(req.headers), url: req.url };
-    const headers = protocol ? { "sec-websocket-protocol": protocol } : undefined;
-    if (srv.upgrade(req, { data, headers })) return undefined;
+    if (new URL(req.url).pathname !== BRIDGE_PATH) return app(req);
+    const upgrade = hub.checkRequest(req);
+    if (upgrade instanceof Response) return upgrade;
+    const headers = upgrade.protocol ? { "sec-websocket-protocol": upgrade.protocol } : undefined;
+    if (srv.upgrade(req, { data: { upgrade }, headers })) return undefined;
     return new Response("expected a WebSocket upgrade\n", { status: 426 });
   },
   websocket: {
     // Bun closes over-size messages with 1009 itself.
-    maxPayloadLength: bridge.options.maxFrameBytes,
+    maxPayloadLength: hub.handlers.options.maxFrameBytes,
+    // Bun drops what is sent past this (send() returns 0; the connection then closes with
+    // 1013): kept above the bridge's own cap, which closes a client that does not read first.
+    backpressureLimit: 2 * hub.handlers.options.maxBufferedBytes,
     open(ws) {
-      const conn = new BridgeConnection(
-        bridge,
-        {
-          send: (bytes) => void ws.send(bytes),
-          close: (code, reason) => ws.close(code, reason),
-          bufferedAmount: () => ws.getBufferedAmount(),
-        },
-        ws.data.headers,
-        ws.data.url,
-      );
-      ws.data.conn = conn;
-      conn.open();
+      ws.data.conn = hub.connect(ws.data.upgrade, {
+        send: (bytes) => ws.send(bytes) !== 0,
+        close: (code, reason) => ws.close(code, reason),
+        bufferedAmount: () => ws.getBufferedAmount(),
+        drainSignal: true,
+        pauseReading: ws.pause && (() => ws.pause?.()),
+        resumeReading: ws.resume && (() => ws.resume?.()),
+      });
     },
     message: (ws, msg) => ws.data.conn?.receive(msg),
     close: (ws) => ws.data.conn?.closedByPeer(),
@@ -85,8 +85,7 @@ const server = Bun.serve({
 });
 
 // Bun.serve cannot send HTTP trailers: real gRPC gets its own node:http2 port.
-const grpcPort = Number(process.env.GRPC_PORT ?? (config.port === 0 ? 0 : config.port + 1));
-const grpc = await listenH2c(core, grpcPort, config.host, shutdown.signal);
+const grpc = await listenH2c(core, config.grpcPort, config.host, shutdown.signal);
 const url = `http://${server.hostname}:${server.port}`;
 logger.info("ptt-edge listening", { runtime: "bun", url, grpc: grpc.url });
 process.stderr.write(
@@ -97,9 +96,11 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, async () => {
     logger.info("shutting down", { signal, graceMs: config.graceMs });
     server.stop(false);
+    hub.stopAccepting(); // bridge sockets: running calls go on, new ones get unavailable
     const closing = grpc.close(config.graceMs);
     await finishReplies(core, config.graceMs);
     shutdown.abort();
+    await hub.close(); // 1001, each once its last CallEnd is sent
     server.stop(true);
     await closing;
     process.exit(0);

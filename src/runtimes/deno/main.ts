@@ -1,16 +1,14 @@
 import { mountDemo } from "../../bridge/demo/routes.js";
-import { BridgeConnection, createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
-import {
-  bridgeRequestHeaders,
-  offeredProtocols,
-  refusedOrigin,
-  selectProtocol,
-} from "../../bridge/server/handshake.js";
+import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
+import { BRIDGE_PATH, BridgeHub } from "../../bridge/server/bridge-hub.js";
 import { configFromEnv } from "../../core/env-config.js";
 import { createFetchApp } from "../../core/fetch-app.js";
 import { createJsonLogger } from "../../core/json-logger.js";
+import { DEFAULT_LIMITS } from "../../core/limits.js";
 import { createPttCore } from "../../core/ptt-core.js";
 import { finishReplies } from "../../core/shutdown.js";
+import { createDenoKvStore, type DenoKv } from "../../core/stores/deno-kv-store.js";
+import { systemClock } from "../../core/system-clock.js";
 import { listenH2c } from "../node/h2c-server.js";
 
 // The few Deno APIs used here, declared rather than pulling Deno's types into the Node build.
@@ -30,6 +28,7 @@ declare const Deno: {
   ): { socket: WebSocket; response: Response };
   addSignalListener(signal: "SIGTERM" | "SIGINT", fn: () => void): void;
   exit(code: number): never;
+  openKv(path?: string): Promise<DenoKv>;
   stdout: { writeSync(bytes: Uint8Array): number };
   stderr: { writeSync(bytes: Uint8Array): number };
 };
@@ -41,48 +40,68 @@ const logger = createJsonLogger(
   (line) => Deno.stdout.writeSync(utf8.encode(`${line}\n`)),
   config.logLevel,
 );
-const core = createPttCore({ ...config.core, logger });
+// PTT_STORE=deno-kv: sessions in Deno KV. PTT_DENO_KV_PATH: a file (needs --allow-read and
+// --allow-write for it), ":memory:" or a KV Connect URL; unset: Deno's default database (on
+// Deno Deploy, the project's own). Needs --unstable-kv (deno.json turns it on).
+const storeKind = env.PTT_STORE ?? "memory";
+if (storeKind !== "memory" && storeKind !== "deno-kv") {
+  throw new Error(`PTT_STORE: must be memory or deno-kv, got ${JSON.stringify(storeKind)}`);
+}
+const store =
+  storeKind === "deno-kv"
+    ? createDenoKvStore({
+        kv: await Deno.openKv(env.PTT_DENO_KV_PATH || undefined),
+        limits: { ...DEFAULT_LIMITS, ...config.core.limits },
+        clock: systemClock,
+        onExpired: (n) => {
+          core.metrics.expirations += n;
+        },
+      })
+    : undefined;
+const core = createPttCore({ ...config.core, logger, store });
 const shutdown = new AbortController();
 const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: mountDemo });
-const bridge = createBridgeHandlers(core);
+const hub = new BridgeHub(createBridgeHandlers(core));
 
+/**
+ * Deno's WebSocket has no drain event (the connection polls bufferedAmount while replies wait)
+ * and cannot pause reading (the connection refuses calls past its limits instead). Nor does it
+ * take a message size limit: a message up to 64 MiB is buffered before receive() closes 1009.
+ */
 function acceptBridge(req: Request): Response {
-  const refused = refusedOrigin(req.headers, core.allowedOrigins);
-  if (refused) return new Response(`${refused}\n`, { status: 403 });
-  const protocol = selectProtocol(offeredProtocols(req.headers.get("sec-websocket-protocol")));
-  // Read the request before upgrading: Deno closes it once upgradeWebSocket returns.
-  const headers = bridgeRequestHeaders(req.headers);
+  const upgrade = hub.checkRequest(req);
+  if (upgrade instanceof Response) return upgrade;
+  const { protocol } = upgrade;
   const { socket, response } = Deno.upgradeWebSocket(req, protocol ? { protocol } : {});
   socket.binaryType = "arraybuffer";
-  const conn = new BridgeConnection(
-    bridge,
-    {
+  socket.onopen = () => {
+    const conn = hub.connect(upgrade, {
       send: (bytes) => socket.send(bytes as Uint8Array<ArrayBuffer>),
       close: (code, reason) => socket.close(code, reason),
       bufferedAmount: () => socket.bufferedAmount,
-    },
-    headers,
-    req.url,
-  );
-  socket.onopen = () => conn.open();
-  socket.onmessage = (ev) =>
-    conn.receive(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data));
-  socket.onclose = () => conn.closedByPeer();
+    });
+    socket.onmessage = (ev) =>
+      conn.receive(typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data));
+    socket.onclose = () => conn.closedByPeer();
+  };
   return response;
 }
 
+/** Shutting down: Deno.serve cannot stop listening without closing the bridge sockets. */
+let draining = false;
 const server = Deno.serve(
   { port: config.port, hostname: config.host, onListen: () => {} },
-  (req) =>
-    new URL(req.url).pathname === "/v1/bridge" &&
-    req.headers.get("upgrade")?.toLowerCase() === "websocket"
+  (req) => {
+    if (draining) return new Response("shutting down\n", { status: 503 });
+    const bridge = new URL(req.url).pathname === BRIDGE_PATH;
+    return bridge && req.headers.get("upgrade")?.toLowerCase() === "websocket"
       ? acceptBridge(req)
-      : app(req),
+      : app(req);
+  },
 );
 
 // Deno.serve cannot send HTTP trailers over cleartext: real gRPC gets its own node:http2 port.
-const grpcPort = Number(env.GRPC_PORT ?? (config.port === 0 ? 0 : config.port + 1));
-const grpc = await listenH2c(core, grpcPort, config.host, shutdown.signal);
+const grpc = await listenH2c(core, config.grpcPort, config.host, shutdown.signal);
 const url = `http://${server.addr.hostname}:${server.addr.port}`;
 logger.info("ptt-edge listening", { runtime: "deno", url, grpc: grpc.url });
 Deno.stderr.writeSync(
@@ -94,11 +113,18 @@ Deno.stderr.writeSync(
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.addSignalListener(signal, async () => {
     logger.info("shutting down", { signal, graceMs: config.graceMs });
-    // Stop accepting on both ports first; running replies then get the grace period.
-    const closing = Promise.all([server.shutdown(), grpc.close(config.graceMs)]);
+    // New requests get 503 and new bridge calls unavailable; running replies get the grace
+    // period. server.shutdown() comes last: it closes every bridge socket at once (1001).
+    draining = true;
+    hub.stopAccepting();
+    const grpcClosed = grpc.close(config.graceMs);
     await finishReplies(core, config.graceMs);
     shutdown.abort();
-    await closing;
+    await hub.close(); // 1001, each once its last CallEnd is sent
+    // Deno's shutdown waits for every close handshake, which a client that does not read never
+    // completes (its Close frame waits behind the data): exit after a second regardless.
+    await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1000))]);
+    await grpcClosed;
     Deno.exit(0);
   });
 }

@@ -52,7 +52,11 @@ export async function listenH2c(
     async close(forceAfterMs) {
       server.close();
       for (const s of sessions) s.close();
-      await new Promise((r) => setTimeout(r, forceAfterMs));
+      // Done as soon as the last session closes; sessions still busy then are destroyed.
+      const deadline = Date.now() + forceAfterMs;
+      while (sessions.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
       for (const s of sessions) s.destroy();
     },
   };

@@ -8,7 +8,6 @@ import { createStreamingHandlers, type StreamingHandlers } from "../../core/stre
 import {
   type ClientFrame,
   ClientFrameSchema,
-  type ServerFrame,
   ServerFrameSchema,
 } from "../../gen/bridge_pb.js";
 import {
@@ -17,6 +16,7 @@ import {
   type StreamRequest,
 } from "../../gen/streaming_pb.js";
 import { FlowControl, type FlowLimits } from "./flow-control.js";
+import { encodeServerFrame } from "./server-frame.js";
 import { type BridgeSocket, CLOSE } from "./socket-port.js";
 
 /** Per-socket limits; see FlowControl for how each one holds on every runtime. */
@@ -297,8 +297,7 @@ export class BridgeConnection {
 
   private send(callId: number, body: ServerBody): void {
     if (this.closed) return;
-    const frame: ServerFrame = create(ServerFrameSchema, { callId, body });
-    this.write(toBinary(ServerFrameSchema, frame));
+    this.write(encodeServerFrame(callId, body));
   }
 
   private write(bytes: Uint8Array): void {

@@ -1,0 +1,52 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { encodeServerFrame } from "../../src/bridge/server/server-frame.js";
+import { ServerFrameSchema } from "../../src/gen/bridge_pb.js";
+import { StreamResponseSchema } from "../../src/gen/streaming_pb.js";
+
+// The hand-written encoding must be protobuf-es's, byte for byte (CONTRACT §6 is a wire format).
+const reference = (callId: number, body: Parameters<typeof encodeServerFrame>[1]) =>
+  toBinary(ServerFrameSchema, create(ServerFrameSchema, { callId, body }));
+
+describe("encodeServerFrame", () => {
+  const callId = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 2 ** 32 - 1 }));
+  const text = fc.string({ unit: "grapheme", maxLength: 300 });
+
+  it("CallEnd: code, message and metadata, any values", () => {
+    fc.assert(
+      fc.property(
+        callId,
+        text,
+        text,
+        fc.dictionary(text, text, { maxKeys: 6 }),
+        (id, code, message, metadata) => {
+          const body = { case: "end" as const, value: { code, message, metadata } };
+          expect(encodeServerFrame(id, body)).toEqual(reference(id, body));
+        },
+      ),
+    );
+  });
+
+  it("responses, as messages or init objects", () => {
+    fc.assert(
+      fc.property(callId, text, fc.boolean(), (id, value, asMessage) => {
+        const init = { content: { case: "textChunk" as const, value } };
+        const body = {
+          case: "response" as const,
+          value: asMessage ? create(StreamResponseSchema, init) : init,
+        };
+        expect(encodeServerFrame(id, body)).toEqual(reference(id, body));
+      }),
+    );
+  });
+
+  it("other bodies go through protobuf-es", () => {
+    const body = {
+      case: "interrupt" as const,
+      value: { success: true, interruptedSessions: ["a"] },
+    };
+    expect(encodeServerFrame(7, body)).toEqual(reference(7, body));
+    expect(encodeServerFrame(0, { case: undefined })).toEqual(reference(0, { case: undefined }));
+  });
+});

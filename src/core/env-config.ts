@@ -28,6 +28,9 @@ const KNOWN_VARS = [
   "PTT_ECHO_DELAY_MS",
   // Read by the node:http2 runtimes (grpc-fast-path.ts); checked here so a typo fails loudly.
   "PTT_GRPC_FAST_PATH",
+  // Read by the Deno runtime (src/runtimes/deno/main.ts): the session store.
+  "PTT_STORE",
+  "PTT_DENO_KV_PATH",
 ];
 
 /** Environment variable of each limit: PTT_ + its wire name in upper case. */

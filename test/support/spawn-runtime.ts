@@ -36,12 +36,17 @@ export function limitsEnv(limits: Limits): Record<string, string> {
   return env;
 }
 
-/** Starts a runtime on free ports and resolves once it printed where it listens. */
+/**
+ * Starts a runtime on free ports and resolves once it printed where it listens. `flags` go
+ * before the entry point (e.g. Deno's `--allow-write=<dir>` for a Deno KV file).
+ */
 export function spawnRuntime(
   runtime: keyof typeof RUNTIME_COMMANDS,
   env: Record<string, string>,
+  flags: string[] = [],
 ): Promise<SpawnedRuntime> {
-  const [cmd, ...args] = RUNTIME_COMMANDS[runtime];
+  const [cmd, ...rest] = RUNTIME_COMMANDS[runtime];
+  const args = [...rest.slice(0, -1), ...flags, ...rest.slice(-1)];
   const child = spawn(cmd, args, {
     cwd: ROOT,
     env: { ...process.env, PORT: "0", GRPC_PORT: "0", DENO_NO_UPDATE_CHECK: "1", ...env },

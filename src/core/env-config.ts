@@ -10,7 +10,7 @@ export interface ServerConfig {
    * Bun and Deno: the node:http2 port for gRPC (their own servers cannot send trailers).
    * GRPC_PORT, else PORT+1 (0, a free port, when PORT is 0).
    */
-  grpcPort: number;
+  grpcPort: number | undefined;
   host: string;
   /** How long running replies may finish after SIGTERM before they are cancelled. */
   graceMs: number;
@@ -63,11 +63,14 @@ export function configFromEnv(env: Env): ServerConfig {
   oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1");
   const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
   const port = env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535);
-  let grpcPort = port === 0 ? 0 : port + 1;
-  if (env.GRPC_PORT !== undefined) grpcPort = positiveInt(env, "GRPC_PORT", 0, 65535);
-  else if (grpcPort > 65535) {
-    throw new Error(`GRPC_PORT: PORT+1 (${grpcPort}) is past 65535; set GRPC_PORT`);
-  }
+  // Only Bun and Deno use it: PORT=65535 is fine on Node, and fails there when they start.
+  const next = port === 0 ? 0 : port + 1;
+  const grpcPort =
+    env.GRPC_PORT !== undefined
+      ? positiveInt(env, "GRPC_PORT", 0, 65535)
+      : next <= 65535
+        ? next
+        : undefined;
   return {
     port,
     grpcPort,
@@ -120,4 +123,10 @@ function parseTokens(raw: string): Map<string, string> {
     tokens.set(token, hardwareId);
   }
   return tokens;
+}
+
+/** The gRPC port of runtimes that need a second one (Bun, Deno), or why there is none. */
+export function requireGrpcPort(config: ServerConfig): number {
+  if (config.grpcPort !== undefined) return config.grpcPort;
+  throw new Error(`GRPC_PORT: PORT+1 (${config.port + 1}) is past 65535; set GRPC_PORT`);
 }

@@ -1,6 +1,12 @@
 // The public surface of the runtime-neutral core (named exports only).
 export { type Authenticator, createStaticTokenAuth } from "./auth.js";
-export { configFromEnv, type Env, limitEnvName, type ServerConfig } from "./env-config.js";
+export {
+  configFromEnv,
+  type Env,
+  limitEnvName,
+  requireGrpcPort,
+  type ServerConfig,
+} from "./env-config.js";
 export { createFetchApp, type FetchAppOptions, type FetchHandler } from "./fetch-app.js";
 export { createHttpApp } from "./http-app.js";
 export { createJsonLogger, type LogLevel } from "./json-logger.js";
@@ -18,6 +24,7 @@ export type {
 export { type BargeIn, createPttCore, type PttCore, type PttCoreOptions } from "./ptt-core.js";
 export type { Chunk, CommittedTurn, SessionKey } from "./session.js";
 export { finishReplies } from "./shutdown.js";
+export { createDenoKvStore } from "./stores/deno-kv-store.js";
 export {
   createMemoryStore,
   type MemoryStoreOptions,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { configFromEnv } from "../../src/core/env-config.js";
+import { configFromEnv, requireGrpcPort } from "../../src/core/env-config.js";
 
 // Bun and Deno serve gRPC on a second port (GRPC_PORT, default PORT+1): checked like PORT.
 
@@ -28,8 +28,10 @@ describe("configFromEnv: GRPC_PORT", () => {
     },
   );
 
-  it("PORT=65535 without GRPC_PORT throws: PORT+1 is no port", () => {
-    expect(() => configFromEnv({ PORT: "65535" })).toThrow(
+  it("PORT=65535 is fine for Node; Bun and Deno ask for GRPC_PORT", () => {
+    const config = configFromEnv({ PORT: "65535" });
+    expect(config.port).toBe(65535);
+    expect(() => requireGrpcPort(config)).toThrow(
       /^GRPC_PORT: PORT\+1 \(65536\) is past 65535; set GRPC_PORT/,
     );
   });

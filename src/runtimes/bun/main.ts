@@ -4,7 +4,7 @@ import {
   createBridgeHandlers,
 } from "../../bridge/server/bridge-connection.js";
 import { BRIDGE_PATH, BridgeHub, type BridgeUpgrade } from "../../bridge/server/bridge-hub.js";
-import { configFromEnv } from "../../core/env-config.js";
+import { configFromEnv, requireGrpcPort } from "../../core/env-config.js";
 import { createFetchApp } from "../../core/fetch-app.js";
 import { createJsonLogger } from "../../core/json-logger.js";
 import { createPttCore } from "../../core/ptt-core.js";
@@ -85,7 +85,7 @@ const server = Bun.serve({
 });
 
 // Bun.serve cannot send HTTP trailers: real gRPC gets its own node:http2 port.
-const grpc = await listenH2c(core, config.grpcPort, config.host, shutdown.signal);
+const grpc = await listenH2c(core, requireGrpcPort(config), config.host, shutdown.signal);
 const url = `http://${server.hostname}:${server.port}`;
 logger.info("ptt-edge listening", { runtime: "bun", url, grpc: grpc.url });
 process.stderr.write(

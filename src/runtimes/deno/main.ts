@@ -1,7 +1,7 @@
 import { mountDemo } from "../../bridge/demo/routes.js";
 import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import { BRIDGE_PATH, BridgeHub } from "../../bridge/server/bridge-hub.js";
-import { configFromEnv } from "../../core/env-config.js";
+import { configFromEnv, requireGrpcPort } from "../../core/env-config.js";
 import { createFetchApp } from "../../core/fetch-app.js";
 import { createJsonLogger } from "../../core/json-logger.js";
 import { DEFAULT_LIMITS } from "../../core/limits.js";
@@ -101,7 +101,7 @@ const server = Deno.serve(
 );
 
 // Deno.serve cannot send HTTP trailers over cleartext: real gRPC gets its own node:http2 port.
-const grpc = await listenH2c(core, config.grpcPort, config.host, shutdown.signal);
+const grpc = await listenH2c(core, requireGrpcPort(config), config.host, shutdown.signal);
 const url = `http://${server.addr.hostname}:${server.addr.port}`;
 logger.info("ptt-edge listening", { runtime: "deno", url, grpc: grpc.url });
 Deno.stderr.writeSync(

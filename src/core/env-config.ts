@@ -84,6 +84,8 @@ export function configFromEnv(env: Env): ServerConfig {
       echoDelayMs:
         env.PTT_ECHO_DELAY_MS === undefined ? undefined : positiveInt(env, "PTT_ECHO_DELAY_MS", 0),
       auth: tokens ? createStaticTokenAuth(tokens) : undefined,
+      // The default 127.0.0.1 is loopback: guard the bridge against DNS rebinding there.
+      localOnly: /^(127\.|localhost$|::1$|\[::1\]$)/.test(env.HOST || "127.0.0.1"),
       allowedOrigins: (env.PTT_ALLOWED_ORIGINS ?? "")
         .split(",")
         .map((o) => o.trim())

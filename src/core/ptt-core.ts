@@ -26,6 +26,8 @@ export interface PttCoreOptions {
   echoDelayMs?: number;
   /** Browser origins besides the server's own that may open the bridge ("*": any). */
   allowedOrigins?: string[];
+  /** The server listens on loopback only: browsers must name it by a loopback name too. */
+  localOnly?: boolean;
   version?: string;
 }
 
@@ -42,6 +44,7 @@ export interface PttCore {
   readonly metrics: Metrics;
   readonly replies: ReplyRegistry;
   readonly allowedOrigins: readonly string[];
+  readonly localOnly: boolean;
   readonly version: string;
 }
 
@@ -77,6 +80,7 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     metrics,
     replies: new ReplyRegistry(limits.maxConcurrentReplies),
     allowedOrigins: options.allowedOrigins ?? [],
+    localOnly: options.localOnly ?? false,
     version: options.version ?? "0.1.0",
   };
 }

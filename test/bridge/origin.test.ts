@@ -47,3 +47,27 @@ describe("bridge: browser origins", () => {
     expect(await attempt(url, { origin: "null" })).toBe("403");
   });
 });
+
+describe("bridge: a server on loopback resists DNS rebinding", () => {
+  let server: NodeServer;
+  let url: string;
+  let port: number;
+  beforeAll(async () => {
+    server = await startNodeServer({ port: 0, config: { localOnly: true } });
+    url = `${server.url.replace("http", "ws")}/v1/bridge`;
+    port = server.port;
+  });
+  afterAll(() => server.close(0));
+
+  it("a page on a rebound name (Origin and Host both evil.test) is refused", async () => {
+    const host = `evil.test:${port}`;
+    expect(await attempt(url, { host, origin: `http://${host}` })).toBe("403");
+  });
+
+  it("the demo opened as localhost or 127.0.0.1 is served", async () => {
+    for (const name of ["localhost", "127.0.0.1"]) {
+      const host = `${name}:${port}`;
+      expect(await attempt(url, { host, origin: `http://${host}` })).toBe("open");
+    }
+  });
+});

@@ -39,7 +39,8 @@ export class BridgeHub {
 
   /** Vets an upgrade request to BRIDGE_PATH (its headers and full URL). */
   check(headers: Headers, url: string): BridgeUpgrade | BridgeRefusal {
-    const refused = refusedOrigin(headers, this.handlers.core.allowedOrigins);
+    const { allowedOrigins, localOnly } = this.handlers.core;
+    const refused = refusedOrigin(headers, allowedOrigins, localOnly);
     if (refused) return { status: 403, reason: refused };
     return {
       protocol: selectProtocol(offeredProtocols(headers.get("sec-websocket-protocol"))),

@@ -5,11 +5,7 @@ import { ABORTED, LazyHandlerContext } from "../../core/handler-context.js";
 import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
 import type { PttCore } from "../../core/ptt-core.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
-import {
-  type ClientFrame,
-  ClientFrameSchema,
-  ServerFrameSchema,
-} from "../../gen/bridge_pb.js";
+import { type ClientFrame, ClientFrameSchema, ServerFrameSchema } from "../../gen/bridge_pb.js";
 import {
   type InterruptRequest,
   StreamingService,

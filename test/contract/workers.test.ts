@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from "node:fs/promises";
+import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, type Transport } from "@connectrpc/connect";
@@ -29,9 +30,19 @@ const CAPABILITIES: Capabilities = {
   oversizeRequestResetsConnection: true,
 };
 
+/**
+ * A connection per call: wrangler dev's proxy closes idle keep-alive connections, and a
+ * loaded CI machine lets a pooled one be reused just as it closes (ECONNRESET: UNAVAILABLE
+ * for a call that never reached the Worker). Clients of a real Worker go through
+ * Cloudflare's edge instead.
+ */
+const FRESH = new Agent({ keepAlive: false });
+
 const transports: Record<string, (w: SpawnedWorker, channel: () => BridgeChannel) => Transport> = {
-  "connect-h1": (w) => createConnectTransport({ baseUrl: w.url, httpVersion: "1.1" }),
-  "grpc-web": (w) => createGrpcWebTransport({ baseUrl: w.url, httpVersion: "1.1" }),
+  "connect-h1": (w) =>
+    createConnectTransport({ baseUrl: w.url, httpVersion: "1.1", nodeOptions: { agent: FRESH } }),
+  "grpc-web": (w) =>
+    createGrpcWebTransport({ baseUrl: w.url, httpVersion: "1.1", nodeOptions: { agent: FRESH } }),
   bridge: (_w, channel) => createBridgeTransport(channel()),
 };
 

@@ -9,7 +9,8 @@ import { ChunkMode, RequestPhase, StreamRequestSchema } from "../src/gen/streami
 
 export const STREAM_AUDIO = "/streaming.StreamingService/StreamAudio";
 /** Calls made before each block of timed calls, not counted. */
-const WARMUP = 100;
+const WARMUP = 30;
+let blocks = 0;
 
 type Req = MessageInitShape<typeof StreamRequestSchema>;
 
@@ -86,7 +87,8 @@ export function h2session(port: number): Promise<http2.ClientHttp2Session> {
  * so the bench closes connections to a server only when it is done with it.
  */
 export async function collectRoundTrips(s: http2.ClientHttp2Session, n: number): Promise<number[]> {
-  const body = framed(collectReq("bench-rtt", crypto.randomUUID(), "hello world"));
+  // A device per block: each block holds one more session open (8 per device at most).
+  const body = framed(collectReq(`bench-rtt-${++blocks}`, crypto.randomUUID(), "hello world"));
   const out: number[] = [];
   for (let i = 0; i < n + WARMUP; i++) {
     const t = await grpcCall(s, body);

@@ -10,6 +10,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { configFromEnv } from "../../src/core/env-config.js";
 import {
   InterruptRequestSchema,
   RequestPhase,
@@ -402,11 +403,16 @@ describe("gRPC fast path vs connect's gRPC handler", () => {
   });
 });
 
-describe("grpcFastPathFromEnv", () => {
+describe("PTT_GRPC_FAST_PATH", () => {
   it("is on unless PTT_GRPC_FAST_PATH=0", () => {
     expect(grpcFastPathFromEnv({})).toBe(true);
     expect(grpcFastPathFromEnv({ PTT_GRPC_FAST_PATH: "1" })).toBe(true);
     expect(grpcFastPathFromEnv({ PTT_GRPC_FAST_PATH: "0" })).toBe(false);
+  });
+
+  it("is a known setting, and only 0 or 1", () => {
+    expect(() => configFromEnv({ PTT_GRPC_FAST_PATH: "0" })).not.toThrow();
+    expect(() => configFromEnv({ PTT_GRPC_FAST_PATH: "off" })).toThrow(/PTT_GRPC_FAST_PATH/);
   });
 });
 

@@ -1,32 +1,14 @@
 import type * as http2 from "node:http2";
-import {
-  create,
-  type DescMessage,
-  type DescService,
-  fromBinary,
-  toBinary,
-} from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createServiceImplSpec,
-  type MethodImplSpec,
-  type ServiceImpl,
-} from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
 import { type Compression, compressionNegotiate } from "@connectrpc/connect/protocol";
-import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
 import { createServiceImpl } from "../../core/streaming-service.js";
 import { StreamingService } from "../../gen/streaming_pb.js";
-import { ABORTED, FastHandlerContext } from "./fast-context.js";
-import { type Envelope, EnvelopeReader } from "./grpc-envelope-reader.js";
+import { type CallOptions, FastCall, type Route } from "./grpc-fast-call.js";
 
-export interface GrpcFastPathOptions {
-  /** Largest request message, checked on its 5-byte prefix (connect's readMaxBytes). */
-  readMaxBytes: number;
-  /** Aborts every running call's signal (server shutdown). */
-  shutdownSignal: AbortSignal;
+export interface GrpcFastPathOptions extends CallOptions {
   /** Response compressions, as given to connectNodeAdapter (default gzip, br like it). */
   acceptCompression?: Compression[];
 }
@@ -39,16 +21,6 @@ export type StreamHandler = (
 
 // connect's gRPC handler matches /^application\/grpc(?:\+(?:(json)...|proto))?$/i; we take the binary ones.
 const BINARY_GRPC = /^application\/grpc(?:\+proto)?$/i;
-// connect's defaults (limit-io.js): compress response messages from 1 KiB, no timeout cap.
-const COMPRESS_MIN_BYTES = 1024;
-const CONTENT_TYPE = "application/grpc+proto";
-const COMPRESSED_FLAG = 1;
-
-interface Route {
-  spec: MethodImplSpec;
-  /** How connect names the kind in "missing input message for <kind> method". */
-  kindName: string;
-}
 
 /**
  * The gRPC fast path: uncompressed binary gRPC calls of unary and server-streaming methods
@@ -104,19 +76,6 @@ export function grpcFastPathFromEnv(env: Readonly<Record<string, string | undefi
   return env.PTT_GRPC_FAST_PATH !== "0";
 }
 
-const CALL = Symbol("grpc fast path call");
-type CallStream = http2.ServerHttp2Stream & { [CALL]?: FastCall };
-function ignore() {}
-function onStreamData(this: CallStream, chunk: Buffer) {
-  this[CALL]?.onData(chunk);
-}
-function onStreamEnd(this: CallStream) {
-  this[CALL]?.onEnd();
-}
-function onStreamClose(this: CallStream) {
-  this[CALL]?.onClose();
-}
-
 /** connect's compressionNegotiate for an identity request, memoised per grpc-accept-encoding. */
 function negotiator(accept: Compression[]): (accepted: string | null) => Compression | null {
   const known = new Map<string | null, Compression | null>();
@@ -129,256 +88,6 @@ function negotiator(accept: Compression[]): (accepted: string | null) => Compres
     }
     return c;
   };
-}
-
-class FastCall {
-  private readonly ctx: FastHandlerContext;
-  private readonly reader: EnvelopeReader;
-  private readonly compression: Compression | null;
-  private readonly timeoutError: ConnectError | undefined = undefined;
-  private input: unknown;
-  private hasInput = false;
-  /** Request bytes are ignored once the call failed or ran. */
-  private reading = true;
-  private headersSent = false;
-  private closed = false;
-  private done = false;
-
-  constructor(
-    private readonly stream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
-    private readonly route: Route,
-    options: GrpcFastPathOptions,
-    negotiate: (accepted: string | null) => Compression | null,
-  ) {
-    const timeoutHeader = headers["grpc-timeout"];
-    let timeoutMs: number | undefined;
-    if (timeoutHeader !== undefined) {
-      const timeout = parseTimeout(headerValue(timeoutHeader), Number.MAX_SAFE_INTEGER);
-      this.timeoutError = timeout.error;
-      timeoutMs = timeout.timeoutMs;
-    }
-    this.ctx = new FastHandlerContext(
-      route.spec.method,
-      headers,
-      options.shutdownSignal,
-      timeoutMs,
-    );
-    this.reader = new EnvelopeReader(options.readMaxBytes);
-    this.compression = negotiate(headerValue(headers["grpc-accept-encoding"]));
-  }
-
-  start(): void {
-    const { stream } = this;
-    // Listeners shared by every call (no closures per call): they find the call on the stream.
-    (stream as CallStream)[CALL] = this;
-    stream.on("error", ignore);
-    stream.once("close", onStreamClose);
-    stream.on("data", onStreamData);
-    stream.once("end", onStreamEnd);
-    // connect raises a bad grpc-timeout before it reads the request.
-    if (this.timeoutError) this.fail(this.timeoutError);
-  }
-
-  onData(chunk: Buffer): void {
-    if (!this.reading) return;
-    try {
-      for (const env of this.reader.push(chunk)) this.accept(env);
-    } catch (err) {
-      this.fail(err);
-    }
-  }
-
-  private accept(env: Envelope): void {
-    const { spec, kindName } = this.route;
-    if ((env.flags & COMPRESSED_FLAG) === COMPRESSED_FLAG) {
-      throw new ConnectError(
-        "received compressed envelope, but do not know how to decompress",
-        Code.Internal,
-      );
-    }
-    let message: unknown;
-    try {
-      message = fromBinary(spec.method.input, env.data);
-    } catch (e) {
-      throw new ConnectError(
-        `parse binary: ${e instanceof Error ? e.message : String(e)}`,
-        Code.Internal,
-      );
-    }
-    if (this.hasInput) {
-      throw new ConnectError(
-        `protocol error: received extra input message for ${kindName} method`,
-        Code.Unimplemented,
-      );
-    }
-    this.hasInput = true;
-    this.input = message;
-  }
-
-  onEnd(): void {
-    if (!this.reading) return;
-    this.reading = false;
-    if (this.reader.incomplete) {
-      this.fail(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-    } else if (!this.hasInput) {
-      const msg = `protocol error: missing input message for ${this.route.kindName} method`;
-      this.fail(new ConnectError(msg, Code.Unimplemented));
-    } else {
-      void this.run();
-    }
-  }
-
-  onClose(): void {
-    this.closed = true;
-    if (this.done) return;
-    // Like connect-node: an RST_STREAM code maps to a ConnectError, anything else is a plain abort.
-    this.ctx.abort(errorFromResetCode(this.stream.rstCode) ?? ABORTED);
-  }
-
-  /** Ends the call with `err` before the implementation ran. */
-  private fail(err: unknown): void {
-    this.reading = false;
-    this.end(err);
-  }
-
-  private async run(): Promise<void> {
-    const { spec } = this.route;
-    const output = spec.method.output;
-    try {
-      if (spec.kind === "unary") {
-        const res = await spec.impl(this.input as never, this.ctx);
-        await this.send(output, res);
-      } else if (spec.kind === "server_streaming") {
-        const it = spec.impl(this.input as never, this.ctx)[Symbol.asyncIterator]();
-        try {
-          for (let r = await it.next(); r.done !== true; r = await it.next()) {
-            await this.send(output, r.value);
-            if (this.closed) break;
-          }
-        } finally {
-          if (this.closed) await it.return?.();
-        }
-      }
-      this.end(undefined);
-    } catch (err) {
-      // connect ends a call whose implementation threw `undefined` with OK, so do we.
-      this.end(err);
-    }
-  }
-
-  private async send(desc: DescMessage, value: unknown): Promise<void> {
-    if (this.closed) return;
-    let data: Uint8Array;
-    try {
-      data = toBinary(desc, create(desc, value as never));
-    } catch (e) {
-      const m = e instanceof Error ? e.message : String(e);
-      throw new ConnectError(`serialize binary: ${m}`, Code.Internal);
-    }
-    let flags = 0;
-    if (this.compression && data.byteLength >= COMPRESS_MIN_BYTES) {
-      data = await this.compression.compress(data);
-      flags = COMPRESSED_FLAG;
-    }
-    const frame = Buffer.allocUnsafe(5 + data.byteLength);
-    frame[0] = flags;
-    frame.writeUInt32BE(data.byteLength, 1);
-    frame.set(data, 5);
-    this.respond();
-    if (this.closed || this.stream.write(frame)) return;
-    await new Promise<void>((resolve) => {
-      const go = () => {
-        this.stream.off("drain", go);
-        this.stream.off("close", go);
-        resolve();
-      };
-      this.stream.on("drain", go);
-      this.stream.on("close", go);
-    });
-  }
-
-  private respond(): void {
-    if (this.headersSent || this.closed || this.stream.destroyed) return;
-    this.headersSent = true;
-    const h: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": CONTENT_TYPE };
-    if (this.compression) h["grpc-encoding"] = this.compression.name;
-    this.ctx.headersSet?.forEach((value, name) => {
-      h[name] = value;
-    });
-    this.stream.respond(h, { waitForTrailers: true });
-  }
-
-  /** Headers (when not yet sent), then trailers with the status: connect's order and fields. */
-  private end(err: unknown): void {
-    if (this.done) return;
-    this.done = true;
-    this.ctx.finish();
-    if (this.closed || this.stream.destroyed) return;
-    const trailers: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
-    if (err !== undefined) {
-      const error =
-        err instanceof ConnectError
-          ? err
-          : new ConnectError("internal error", Code.Internal, undefined, undefined, err);
-      // On the handler's trailers, like connect: error metadata is appended to them.
-      setTrailerStatus(this.ctx.responseTrailer, error);
-    }
-    this.ctx.trailersSet?.forEach((value, name) => {
-      trailers[name] = value;
-    });
-    this.respond();
-    this.stream.once("wantTrailers", () => {
-      if (!this.stream.closed) this.stream.sendTrailers(trailers);
-    });
-    this.stream.end();
-  }
-}
-
-/** connect-node's connectErrorFromH2ResetCode (node-error.js), which it does not export. */
-function errorFromResetCode(rstCode: number): ConnectError | undefined {
-  const code = RESET_CODES[rstCode];
-  if (code === undefined) return undefined;
-  const name = H2_ERROR_NAMES[rstCode] as string;
-  const msg = `http/2 stream closed with error code ${name} (0x${rstCode.toString(16)})`;
-  return new ConnectError(msg, code);
-}
-
-const H2_ERROR_NAMES = [
-  "NO_ERROR",
-  "PROTOCOL_ERROR",
-  "INTERNAL_ERROR",
-  "FLOW_CONTROL_ERROR",
-  "SETTINGS_TIMEOUT",
-  "STREAM_CLOSED",
-  "FRAME_SIZE_ERROR",
-  "REFUSED_STREAM",
-  "CANCEL",
-  "COMPRESSION_ERROR",
-  "CONNECT_ERROR",
-  "ENHANCE_YOUR_CALM",
-  "INADEQUATE_SECURITY",
-  "HTTP_1_1_REQUIRED",
-];
-// NO_ERROR and STREAM_CLOSED map to nothing (a plain abort), as in connect-node.
-const RESET_CODES: Record<number, Code> = {
-  1: Code.Internal,
-  2: Code.Internal,
-  3: Code.Internal,
-  4: Code.Internal,
-  6: Code.Internal,
-  7: Code.Unavailable,
-  8: Code.Canceled,
-  9: Code.Internal,
-  10: Code.Internal,
-  11: Code.ResourceExhausted,
-  12: Code.PermissionDenied,
-  13: Code.PermissionDenied,
-};
-
-function headerValue(v: string | string[] | undefined): string | null {
-  if (v === undefined) return null;
-  return Array.isArray(v) ? v.join(", ") : v;
 }
 
 /** The fast path for ptt-edge's StreamingService, over the same implementation as its router. */

@@ -16,7 +16,7 @@ import { ChunkMode, collect, commit, type Req } from "../contract/calls.js";
 
 export const BRIDGE_PROTOCOL = "ptt.bridge.v1";
 export type Body = MessageInitShape<typeof ClientFrameSchema>["body"];
-type Content = StreamResponse["content"];
+export type Content = StreamResponse["content"];
 
 export function encode(callId: number, body: Body): Uint8Array {
   return toBinary(ClientFrameSchema, create(ClientFrameSchema, { callId, body }));
@@ -33,12 +33,31 @@ export interface CallLog {
   ends: CallEnd[];
 }
 
-export function textOf(log: CallLog): string {
+/** A CallLog as RawBridge records it, off a real socket. */
+export interface RecordedCallLog extends CallLog {
+  /** Index in `frames` at which each CallEnd arrived. */
+  endAt: number[];
+}
+
+/** The StreamResponse contents among `frames[from..to)`, in order. */
+export function responses(log: CallLog, from = 0, to = log.frames.length): Content[] {
   return log.frames
-    .map((b) => (b.case === "response" ? (b.value as StreamResponse).content : undefined))
-    .filter((c): c is Content & { case: "textChunk" } => c?.case === "textChunk")
-    .map((c) => c.value)
+    .slice(from, to)
+    .filter((b) => b.case === "response")
+    .map((b) => (b.value as StreamResponse).content);
+}
+
+/** The text_chunk values of `contents`, concatenated. */
+export function textIn(contents: Content[]): string {
+  return contents
+    .filter((c) => c.case === "textChunk")
+    .map((c) => c.value as string)
     .join("");
+}
+
+/** The reply text of a call: its text_chunk frames, concatenated. */
+export function textOf(log: CallLog): string {
+  return textIn(responses(log));
 }
 
 export function lastContent(log: CallLog): Content | undefined {
@@ -46,20 +65,30 @@ export function lastContent(log: CallLog): Content | undefined {
   return last?.case === "response" ? (last.value as StreamResponse).content : undefined;
 }
 
+export interface RawBridgeOptions {
+  /** Throw (an uncaught error that fails the test) on a text frame from the server. */
+  binaryOnly?: boolean;
+}
+
 export class RawBridge {
-  readonly calls = new Map<number, CallLog>();
+  readonly calls = new Map<number, RecordedCallLog>();
   readonly received: ServerFrame[] = [];
   endCount = 0;
   readonly closed: Promise<{ code: number; reason: string }>;
   private readonly listeners = new Set<() => void>();
 
-  private constructor(readonly ws: WebSocket) {
-    ws.on("message", (data: Buffer) => {
+  private constructor(
+    readonly ws: WebSocket,
+    options: RawBridgeOptions,
+  ) {
+    ws.on("message", (data: Buffer, isBinary) => {
+      if (options.binaryOnly && !isBinary) throw new Error("server sent a text frame");
       const frame = fromBinary(ServerFrameSchema, new Uint8Array(data));
       this.received.push(frame);
       const log = this.call(frame.callId);
       if (frame.body.case === "end") {
         log.ends.push(frame.body.value);
+        log.endAt.push(log.frames.length);
         this.endCount++;
       } else {
         log.frames.push(frame.body);
@@ -75,8 +104,12 @@ export class RawBridge {
     ws.on("error", () => {});
   }
 
-  static async open(url: string, protocols: string[] = [BRIDGE_PROTOCOL]): Promise<RawBridge> {
-    const raw = new RawBridge(new WebSocket(url, protocols));
+  static async open(
+    url: string,
+    protocols: string[] = [BRIDGE_PROTOCOL],
+    options: RawBridgeOptions = {},
+  ): Promise<RawBridge> {
+    const raw = new RawBridge(new WebSocket(url, protocols), options);
     await raw.until(() => raw.received.length > 0, "Hello");
     return raw;
   }
@@ -91,10 +124,10 @@ export class RawBridge {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
-  call(id: number): CallLog {
+  call(id: number): RecordedCallLog {
     let log = this.calls.get(id);
     if (!log) {
-      log = { frames: [], ends: [] };
+      log = { frames: [], ends: [], endAt: [] };
       this.calls.set(id, log);
     }
     return log;
@@ -129,7 +162,7 @@ export class RawBridge {
   }
 
   /** Sends one call and waits for its CallEnd. */
-  async run(id: number, body: Body, ms = 5000): Promise<{ log: CallLog; end: CallEnd }> {
+  async run(id: number, body: Body, ms = 5000): Promise<{ log: RecordedCallLog; end: CallEnd }> {
     const n = this.call(id).ends.length + 1;
     this.send(id, body);
     const end = await this.end(id, n, ms);

@@ -1,184 +1,50 @@
 import { readFileSync } from "node:fs";
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WebSocket } from "ws";
 import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "../../src/core/limits.js";
 import type { ReplyPart, Workflow } from "../../src/core/ports.js";
 import { systemClock } from "../../src/core/system-clock.js";
 import { createEchoWorkflow } from "../../src/core/workflows/echo.js";
-import {
-  type CallEnd,
-  ClientFrameSchema,
-  type Hello,
-  type ServerFrame,
-  ServerFrameSchema,
-} from "../../src/gen/bridge_pb.js";
+import type { ServerFrame } from "../../src/gen/bridge_pb.js";
+import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import {
   ChunkMode,
-  RequestPhase,
-  type StreamRequestSchema,
-  type StreamResponse,
-} from "../../src/gen/streaming_pb.js";
-import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
-import { clientFor, newDevice, newSession, streamAudio } from "../contract/calls.js";
+  clientFor,
+  collect,
+  commit,
+  newDevice,
+  newSession,
+  streamAudio,
+} from "../contract/calls.js";
+import {
+  type Body,
+  BRIDGE_PROTOCOL,
+  collectBody,
+  encode,
+  RawBridge,
+  responses,
+  sleep,
+  stream,
+  textIn,
+  textOf,
+} from "./raw-bridge.js";
 
 // CONTRACT §6 on the wire: a plain `ws` client, frames built by hand from bridge.proto.
 // No client library in between, so every byte the server sends is checked as sent.
 
-const BRIDGE_PROTOCOL = "ptt.bridge.v1";
-type Body = MessageInitShape<typeof ClientFrameSchema>["body"];
-type Req = Exclude<MessageInitShape<typeof StreamRequestSchema>, { $typeName: string }>;
-type Content = StreamResponse["content"];
+/** A COMMIT in DELTA chunk mode, like every request this client sends. */
+const commitDelta = (hw: string, sid: string, prompt = ""): Body =>
+  stream(commit(hw, sid, { prompt, chunkMode: ChunkMode.DELTA }));
 
-function encode(callId: number, body: Body): Uint8Array {
-  return toBinary(ClientFrameSchema, create(ClientFrameSchema, { callId, body }));
-}
-
-const stream = (value: Req): Body => ({ case: "streamAudio", value });
-
-function collectReq(hardwareId: string, sessionId: string, seq: number, text: string): Req {
-  return {
-    hardwareId,
-    sessionId,
-    phase: RequestPhase.COLLECT,
-    chunkSeq: seq,
-    chunkText: text,
-    chunkMode: ChunkMode.DELTA,
-  };
-}
-
-function commitReq(hardwareId: string, sessionId: string, prompt = ""): Req {
-  return { hardwareId, sessionId, phase: RequestPhase.COMMIT, prompt, chunkMode: ChunkMode.DELTA };
-}
-
-interface CallLog {
-  /** Every frame of the call id but its CallEnds, in arrival order. */
-  frames: ServerFrame["body"][];
-  ends: CallEnd[];
-  /** Index in `frames` at which each CallEnd arrived. */
-  endAt: number[];
-}
-
-function responses(log: CallLog, from = 0, to = log.frames.length): Content[] {
-  return log.frames
-    .slice(from, to)
-    .filter((b) => b.case === "response")
-    .map((b) => (b.value as StreamResponse).content);
-}
-
-function textOf(contents: Content[]): string {
-  return contents
-    .filter((c) => c.case === "textChunk")
-    .map((c) => c.value as string)
-    .join("");
-}
-
-/** A raw bridge socket: records every ServerFrame by call id. */
-class RawBridge {
-  readonly calls = new Map<number, CallLog>();
-  readonly received: ServerFrame[] = [];
-  endCount = 0;
-  readonly closed: Promise<{ code: number; reason: string }>;
-  private readonly listeners = new Set<() => void>();
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on("message", (data: Buffer, isBinary) => {
-      if (!isBinary) throw new Error("server sent a text frame");
-      const frame = fromBinary(ServerFrameSchema, new Uint8Array(data));
-      this.received.push(frame);
-      const log = this.call(frame.callId);
-      if (frame.body.case === "end") {
-        log.ends.push(frame.body.value);
-        log.endAt.push(log.frames.length);
-        this.endCount++;
-      } else {
-        log.frames.push(frame.body);
-      }
-      this.notify();
-    });
-    this.closed = new Promise((resolve) => {
-      ws.on("close", (code, reason) => {
-        resolve({ code, reason: reason.toString("utf8") });
-        this.notify();
-      });
-    });
-    ws.on("error", () => {});
-  }
-
-  static async open(url: string, protocols: string[] = [BRIDGE_PROTOCOL]): Promise<RawBridge> {
-    const raw = new RawBridge(new WebSocket(url, protocols));
-    await raw.until(() => raw.received.length > 0, "Hello");
-    return raw;
-  }
-
-  get hello(): Hello {
-    const first = this.received[0];
-    if (first?.body.case !== "hello") throw new Error("first frame is not a Hello");
-    return first.body.value;
-  }
-
-  get isOpen(): boolean {
-    return this.ws.readyState === WebSocket.OPEN;
-  }
-
-  call(id: number): CallLog {
-    let log = this.calls.get(id);
-    if (!log) {
-      log = { frames: [], ends: [], endAt: [] };
-      this.calls.set(id, log);
-    }
-    return log;
-  }
-
-  send(id: number, body: Body): void {
-    this.ws.send(encode(id, body));
-  }
-
-  /** Resolves when `pred` holds (checked after every frame), rejects after `ms`. */
-  until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!pred()) return;
-        clearTimeout(timer);
-        this.listeners.delete(check);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.listeners.delete(check);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-      }, ms);
-      this.listeners.add(check);
-    });
-  }
-
-  /** The n-th CallEnd (1-based) of a call id. */
-  async end(id: number, n = 1, ms = 5000): Promise<CallEnd> {
-    await this.until(() => this.call(id).ends.length >= n, `CallEnd #${n} of call ${id}`, ms);
-    return this.call(id).ends[n - 1] as CallEnd;
-  }
-
-  /** Sends one call and waits for its CallEnd. */
-  async run(id: number, body: Body): Promise<{ log: CallLog; end: CallEnd }> {
-    const n = this.call(id).ends.length + 1;
-    this.send(id, body);
-    const end = await this.end(id, n);
-    return { log: this.call(id), end };
-  }
-
-  private notify(): void {
-    for (const l of [...this.listeners]) l();
-  }
-}
+/** A raw bridge socket that fails the test on any text frame from the server. */
+const openRaw = (url: string, protocols?: string[]) =>
+  RawBridge.open(url, protocols, { binaryOnly: true });
 
 function wsUrl(server: NodeServer): string {
   return `${server.url.replace(/^http/, "ws")}/v1/bridge`;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const LIMITS: Partial<Limits> = {
   maxRequestBytes: 64 * 1024,
@@ -195,7 +61,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
   let url: string;
   const open: RawBridge[] = [];
   const connect = async (protocols?: string[]) => {
-    const raw = await RawBridge.open(url, protocols);
+    const raw = await openRaw(url, protocols);
     open.push(raw);
     return raw;
   };
@@ -257,17 +123,14 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       const sid = newSession();
       let id = 0;
       const collectOk = async (seq: number, text: string) => {
-        const { end } = await keeper.run(++id, stream(collectReq(hw, sid, seq, text)));
+        const { end } = await keeper.run(++id, collectBody(hw, sid, seq, text));
         expect(end.code).toBe("");
         expect(end.metadata["ptt-collect"]).toBe("accepted");
       };
       await collectOk(1, "one ");
       // A reply running on the keeper while the other sockets are closed.
       const replyId = ++id;
-      keeper.send(
-        replyId,
-        stream(commitReq(newDevice("keep-reply"), newSession(), "b. ".repeat(15))),
-      );
+      keeper.send(replyId, commitDelta(newDevice("keep-reply"), newSession(), "b. ".repeat(15)));
 
       const text = await connect();
       text.ws.send("hello, I am a text frame");
@@ -287,7 +150,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
 
       const max = Number(keeper.hello.limits.max_frame_bytes);
       const big = await connect();
-      const huge = encode(1, stream(collectReq(newDevice(), newSession(), 1, "x".repeat(max))));
+      const huge = encode(1, collectBody(newDevice(), newSession(), 1, "x".repeat(max)));
       expect(huge.byteLength).toBeGreaterThan(max);
       big.ws.send(huge);
       expect((await big.closed).code).toBe(1009);
@@ -297,10 +160,10 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(keeper.isOpen).toBe(true);
       const replyEnd = await keeper.end(replyId);
       expect(replyEnd.code).toBe("");
-      expect(textOf(responses(keeper.call(replyId)))).toBe("b. ".repeat(15));
-      const { log, end } = await keeper.run(++id, stream(commitReq(hw, sid)));
+      expect(textOf(keeper.call(replyId))).toBe("b. ".repeat(15));
+      const { log, end } = await keeper.run(++id, commitDelta(hw, sid));
       expect(end.code).toBe("");
-      expect(textOf(responses(log))).toBe("one two three four");
+      expect(textOf(log)).toBe("one two three four");
     });
 
     it("a frame of exactly max_frame_bytes is a call, not a close (its content is judged by the limits)", async () => {
@@ -309,10 +172,10 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       const hw = newDevice();
       const sid = newSession();
       let len = max;
-      let bytes = encode(1, stream(collectReq(hw, sid, 1, "x".repeat(len))));
+      let bytes = encode(1, collectBody(hw, sid, 1, "x".repeat(len)));
       for (let i = 0; i < 8 && bytes.byteLength !== max; i++) {
         len -= bytes.byteLength - max;
-        bytes = encode(1, stream(collectReq(hw, sid, 1, "x".repeat(len))));
+        bytes = encode(1, collectBody(hw, sid, 1, "x".repeat(len)));
       }
       expect(bytes.byteLength).toBe(max);
       raw.ws.send(bytes);
@@ -330,7 +193,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       raw.send(0, { case: "cancel", value: {} });
       await sleep(50);
       expect(raw.received).toHaveLength(1); // Hello only
-      const { end } = await raw.run(77, stream(collectReq(newDevice(), newSession(), 1, "hi")));
+      const { end } = await raw.run(77, collectBody(newDevice(), newSession(), 1, "hi"));
       expect(end.code).toBe("");
       expect(raw.received).toHaveLength(3); // Hello, COLLECT_ACCEPTED, CallEnd
       expect(raw.isOpen).toBe(true);
@@ -340,14 +203,14 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       const raw = await connect();
       const hw = newDevice();
       const sid = newSession();
-      raw.send(0, stream(collectReq(hw, sid, 1, "never stored ")));
+      raw.send(0, collectBody(hw, sid, 1, "never stored "));
       const end = await raw.end(0);
       expect(end.code).toBe("invalid_argument");
       expect(end.message).toContain("call_id");
       expect(raw.call(0).ends).toHaveLength(1);
       expect(raw.call(0).frames.filter((b) => b.case !== "hello")).toHaveLength(0);
       // Nothing ran: seq 1 of that session is new.
-      const { end: ok } = await raw.run(1, stream(collectReq(hw, sid, 1, "stored")));
+      const { end: ok } = await raw.run(1, collectBody(hw, sid, 1, "stored"));
       expect(ok.metadata["ptt-collect"]).toBe("accepted");
       expect(raw.isOpen).toBe(true);
     });
@@ -363,18 +226,18 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       raw.ws.send(new Uint8Array(0));
       expect((await raw.end(0)).code).toBe("invalid_argument");
       expect(raw.isOpen).toBe(true);
-      const { end: ok } = await raw.run(5, stream(collectReq(newDevice(), newSession(), 1, "x")));
+      const { end: ok } = await raw.run(5, collectBody(newDevice(), newSession(), 1, "x"));
       expect(ok.code).toBe("");
     });
 
     it("reusing a running call's id → CallEnd invalid_argument on that id; the running call goes on to its own CallEnd", async () => {
       const raw = await connect();
       const id = 42;
-      raw.send(id, stream(commitReq(newDevice(), newSession(), LONG_PROMPT)));
+      raw.send(id, commitDelta(newDevice(), newSession(), LONG_PROMPT));
       await raw.until(() => raw.call(id).frames.length >= 2, "two reply frames");
       const hw = newDevice();
       const sid = newSession();
-      raw.send(id, stream(collectReq(hw, sid, 1, "refused ")));
+      raw.send(id, collectBody(hw, sid, 1, "refused "));
       const refused = await raw.end(id, 1);
       expect(refused.code).toBe("invalid_argument");
       expect(refused.message).toBe(`call_id: ${id} is already running on this socket`);
@@ -390,18 +253,18 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(refusedAt).toBeGreaterThan(0);
       expect(log.frames.length).toBeGreaterThan(refusedAt);
       const all = responses(log);
-      expect(textOf(all)).toBe(LONG_PROMPT);
+      expect(textIn(all)).toBe(LONG_PROMPT);
       expect(all.at(-1)).toEqual({ case: "endMessage", value: "RESPONSE_COMPLETED" });
       expect(all.filter((c) => c.case === "endMessage")).toHaveLength(1);
       expect(all.filter((c) => c.case === "errorMessage")).toHaveLength(0);
       // The refused frame never ran: its seq 1 is still new.
-      const { end } = await raw.run(id, stream(collectReq(hw, sid, 1, "stored")));
+      const { end } = await raw.run(id, collectBody(hw, sid, 1, "stored"));
       expect(end.metadata["ptt-collect"]).toBe("accepted");
     }, 15_000);
 
     it("CancelCall on a running reply → its CallEnd is canceled; a second cancel is ignored", async () => {
       const raw = await connect();
-      raw.send(9, stream(commitReq(newDevice(), newSession(), LONG_PROMPT)));
+      raw.send(9, commitDelta(newDevice(), newSession(), LONG_PROMPT));
       await raw.until(() => raw.call(9).frames.length >= 1, "first reply frame");
       raw.send(9, { case: "cancel", value: {} });
       const end = await raw.end(9);
@@ -409,7 +272,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(end.code).toBe("canceled");
       const all = responses(raw.call(9));
       expect(all.filter((c) => c.case === "endMessage")).toHaveLength(0);
-      expect(textOf(all).length).toBeLessThan(LONG_PROMPT.length);
+      expect(textIn(all).length).toBeLessThan(LONG_PROMPT.length);
       raw.send(9, { case: "cancel", value: {} });
       await sleep(60);
       expect(raw.call(9).ends).toHaveLength(1);
@@ -433,20 +296,20 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       const raw = await connect();
       const hw = newDevice();
       const sid = newSession();
-      const first = await raw.run(1, stream(collectReq(hw, sid, 3, "three")));
+      const first = await raw.run(1, collectBody(hw, sid, 3, "three"));
       expect(responses(first.log)).toEqual([{ case: "endMessage", value: "COLLECT_ACCEPTED" }]);
       expect(first.end).toMatchObject({ code: "", message: "" });
       expect(first.end.metadata).toMatchObject({ "ptt-collect": "accepted", "ptt-last-seq": "3" });
-      const dup = await raw.run(2, stream(collectReq(hw, sid, 3, "three")));
+      const dup = await raw.run(2, collectBody(hw, sid, 3, "three"));
       expect(dup.end.metadata).toMatchObject({ "ptt-collect": "duplicate", "ptt-last-seq": "3" });
-      const older = await raw.run(3, stream(collectReq(hw, sid, 1, "one")));
+      const older = await raw.run(3, collectBody(hw, sid, 1, "one"));
       expect(older.end.code).toBe("");
       expect(older.end.metadata["ptt-last-seq"]).toBe("3");
     });
 
     it("a bad request: error_message frame, then CallEnd invalid_argument with gRPC's message", async () => {
       const raw = await connect();
-      const req = collectReq(newDevice(), "nope", 1, "x");
+      const req = collect(newDevice(), "nope", 1, "x", { chunkMode: ChunkMode.DELTA });
       const { log, end } = await raw.run(1, stream(req));
       const message = "session_id: must be a version-4 UUID (8-4-4-4-12 hex)";
       expect(responses(log)).toEqual([{ case: "errorMessage", value: message }]);
@@ -466,7 +329,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(grpc.message).toBe(end.message);
       expect(grpc.frames).toEqual(responses(log));
       expect(raw.isOpen).toBe(true);
-      const ok = await raw.run(2, stream(collectReq(newDevice(), newSession(), 1, "x")));
+      const ok = await raw.run(2, collectBody(newDevice(), newSession(), 1, "x"));
       expect(ok.end.code).toBe("");
     });
   });
@@ -485,7 +348,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
     for (let seq = 1; seq <= SEQS; seq++) {
       for (let s = 0; s < SESSIONS; s++) {
         const { hw, sid } = sessions[s] as { hw: string; sid: string };
-        raw.send(++id, stream(collectReq(hw, sid, seq, chunk(s, seq))));
+        raw.send(++id, collectBody(hw, sid, seq, chunk(s, seq)));
       }
     }
     const total = SESSIONS * SEQS;
@@ -504,7 +367,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
 
     for (let s = 0; s < SESSIONS; s++) {
       const { hw, sid } = sessions[s] as { hw: string; sid: string };
-      raw.send(total + 1 + s, stream(commitReq(hw, sid)));
+      raw.send(total + 1 + s, commitDelta(hw, sid));
     }
     await raw.until(() => raw.endCount >= total + SESSIONS, "the commits' CallEnds", 10_000);
     for (let s = 0; s < SESSIONS; s++) {
@@ -512,7 +375,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(log.ends).toHaveLength(1);
       expect(log.ends[0]?.code).toBe("");
       const want = Array.from({ length: SEQS }, (_, i) => chunk(s, i + 1)).join("");
-      expect(textOf(responses(log))).toBe(want);
+      expect(textOf(log)).toBe(want);
     }
     // Nothing but the calls' own frames came back (and the Hello).
     expect(raw.received).toHaveLength(1 + total * 2 + SESSIONS * 3);
@@ -529,15 +392,15 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       const a = await connect();
       const hw = newDevice();
       const sid = newSession();
-      expect((await a.run(1, stream(collectReq(hw, sid, 1, "hello ")))).end.code).toBe("");
-      expect((await a.run(2, stream(collectReq(hw, sid, 2, "world")))).end.code).toBe("");
+      expect((await a.run(1, collectBody(hw, sid, 1, "hello "))).end.code).toBe("");
+      expect((await a.run(2, collectBody(hw, sid, 2, "world"))).end.code).toBe("");
       if (how === "close") a.ws.close(1000, "bye");
       else a.ws.terminate();
       await a.closed;
       const b = await connect();
-      const { log, end } = await b.run(1, stream(commitReq(hw, sid)));
+      const { log, end } = await b.run(1, commitDelta(hw, sid));
       expect(end.code).toBe("");
-      expect(textOf(responses(log))).toBe("hello world");
+      expect(textOf(log)).toBe("hello world");
     },
   );
 });
@@ -560,6 +423,23 @@ describe("bridge backpressure: a client that never reads", () => {
   const CHUNKS = 40;
   let server: NodeServer;
 
+  /**
+   * Resolves once producedBytes is past `above` and has not moved for `quietMs`
+   * (polled every 50 ms), or after 10 s: the callers check what it got to.
+   */
+  async function producedStalls(above: number, quietMs: number): Promise<void> {
+    let last = -1;
+    let stableSince = performance.now();
+    const deadline = performance.now() + 10_000;
+    while (performance.now() < deadline) {
+      await sleep(50);
+      if (producedBytes !== last) {
+        last = producedBytes;
+        stableSince = performance.now();
+      } else if (producedBytes > above && performance.now() - stableSince >= quietMs) break;
+    }
+  }
+
   beforeAll(async () => {
     server = await startNodeServer({
       port: 0,
@@ -579,29 +459,20 @@ describe("bridge backpressure: a client that never reads", () => {
   });
 
   it("the server stops producing a reply the socket cannot take, and finishes it once the client reads", async () => {
-    const raw = await RawBridge.open(wsUrl(server));
+    const raw = await openRaw(wsUrl(server));
     const hw = newDevice();
     const sid = newSession();
     for (let seq = 1; seq <= CHUNKS; seq++) {
-      const { end } = await raw.run(seq, stream(collectReq(hw, sid, seq, CHUNK)));
+      const { end } = await raw.run(seq, collectBody(hw, sid, seq, CHUNK));
       expect(end.code).toBe("");
     }
     const total = CHUNK.length * CHUNKS;
     raw.ws.pause(); // stops reading the TCP socket: the client never reads from here on
     const replyId = 1000;
-    raw.send(replyId, stream(commitReq(hw, sid)));
+    raw.send(replyId, commitDelta(hw, sid));
 
     // Wait until the reply stalls: nothing more produced for 500 ms.
-    let last = -1;
-    let stableSince = performance.now();
-    const deadline = performance.now() + 10_000;
-    while (performance.now() < deadline) {
-      await sleep(50);
-      if (producedBytes !== last) {
-        last = producedBytes;
-        stableSince = performance.now();
-      } else if (producedBytes > 0 && performance.now() - stableSince >= 500) break;
-    }
+    await producedStalls(0, 500);
     const stalledAt = producedBytes;
     console.info(
       `backpressure: reply of ${(total / MiB).toFixed(1)} MiB stalled after ${(stalledAt / MiB).toFixed(2)} MiB (${producedParts} frames) with the client not reading`,
@@ -614,11 +485,8 @@ describe("bridge backpressure: a client that never reads", () => {
     expect(raw.call(replyId).ends).toHaveLength(0);
 
     // The server is not stuck meanwhile: other sockets are served.
-    const other = await RawBridge.open(wsUrl(server));
-    const { end: otherEnd } = await other.run(
-      1,
-      stream(collectReq(newDevice(), newSession(), 1, "x")),
-    );
+    const other = await openRaw(wsUrl(server));
+    const { end: otherEnd } = await other.run(1, collectBody(newDevice(), newSession(), 1, "x"));
     expect(otherEnd.code).toBe("");
     other.ws.close();
 
@@ -627,7 +495,7 @@ describe("bridge backpressure: a client that never reads", () => {
     expect(end.code).toBe("");
     const all = responses(raw.call(replyId));
     expect(all.at(-1)).toEqual({ case: "endMessage", value: "RESPONSE_COMPLETED" });
-    const text = textOf(all);
+    const text = textIn(all);
     expect(text.length).toBe(total);
     expect(text === CHUNK.repeat(CHUNKS)).toBe(true);
     expect(producedBytes).toBe(total);
@@ -643,26 +511,17 @@ describe("bridge backpressure: a client that never reads", () => {
     chunks: number,
   ): Promise<{ raw: RawBridge; slots: number; hw: string }> {
     const slots = server.core.replies.inFlight; // a leaked slot would still count here
-    const raw = await RawBridge.open(wsUrl(server));
+    const raw = await openRaw(wsUrl(server));
     const hw = newDevice();
     const sid = newSession();
     for (let seq = 1; seq <= chunks; seq++) {
-      const { end } = await raw.run(seq, stream(collectReq(hw, sid, seq, CHUNK)));
+      const { end } = await raw.run(seq, collectBody(hw, sid, seq, CHUNK));
       expect(end.code).toBe("");
     }
     raw.ws.pause();
     const before = producedBytes;
-    raw.send(1000, stream(commitReq(hw, sid)));
-    let last = -1;
-    let stableSince = performance.now();
-    const deadline = performance.now() + 10_000;
-    while (performance.now() < deadline) {
-      await sleep(50);
-      if (producedBytes !== last) {
-        last = producedBytes;
-        stableSince = performance.now();
-      } else if (producedBytes > before && performance.now() - stableSince >= 300) break;
-    }
+    raw.send(1000, commitDelta(hw, sid));
+    await producedStalls(before, 300);
     expect(producedBytes - before).toBeGreaterThan(0);
     expect(producedBytes - before).toBeLessThan((chunks * CHUNK.length) / 2);
     expect(server.core.replies.inFlight).toBe(slots + 1);
@@ -699,7 +558,7 @@ describe("bridge backpressure: a client that never reads", () => {
   // write to, which is the backpressure CONTRACT §6 asks for.)
   it("a stalled reply stopped by InterruptSession gives its reply slot back", async () => {
     const { raw, slots, hw } = await stalledReply(20);
-    const other = await RawBridge.open(wsUrl(server));
+    const other = await openRaw(wsUrl(server));
     try {
       const { end } = await other.run(7, { case: "interrupt", value: { hardwareId: hw } });
       expect(end.code).toBe("");

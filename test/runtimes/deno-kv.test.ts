@@ -3,19 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  ChunkMode,
-  clientFor,
-  collect,
-  commit,
-  endMessage,
-  newDevice,
-  newSession,
-  replyText,
-  streamAudio,
-} from "../contract/calls.js";
+import { clientFor } from "../contract/calls.js";
 import { contractSuite } from "../contract/suite.js";
 import { type Target, TEST_ECHO_DELAY_MS, TEST_LIMITS } from "../contract/target.js";
+import { expectHoldSurvivesRestart } from "../support/restart-hold.js";
 import { limitsEnv, type SpawnedRuntime, spawnRuntime } from "../support/spawn-runtime.js";
 
 // Deno with PTT_STORE=deno-kv on a file: the contract suite over one transport (the store is
@@ -65,29 +56,16 @@ describe("deno with the Deno KV store: a hold survives a restart", () => {
   });
 
   it("COLLECT, stop Deno, start it again on the same file, COMMIT: the full text", async () => {
-    dir = await mkdtemp(join(tmpdir(), "ptt-deno-kv-restart-"));
-    const hw = newDevice("kv-restart");
-    const sid = newSession();
-    const delta = { chunkMode: ChunkMode.DELTA };
-
-    rt = await startDeno(dir);
-    const before = clientFor(connectTarget(rt, "deno+kv/before"));
-    for (const [seq, text] of [
-      [1, "nothing "],
-      [3, "is lost"],
-      [2, "here "],
-    ] as const) {
-      expect((await streamAudio(before, collect(hw, sid, seq, text, delta))).code).toBeUndefined();
-    }
-    expect(await rt.stop()).toBe(0);
-
-    rt = await startDeno(dir);
-    const after = clientFor(connectTarget(rt, "deno+kv/after"));
-    const dup = await streamAudio(after, collect(hw, sid, 2, "here ", delta));
-    expect(dup.trailers.get("ptt-collect")).toBe("duplicate");
-    const r = await streamAudio(after, commit(hw, sid));
-    expect(r.code).toBeUndefined();
-    expect(replyText(r)).toBe("nothing here is lost");
-    expect(endMessage(r)).toBe("RESPONSE_COMPLETED");
+    const kvDir = await mkdtemp(join(tmpdir(), "ptt-deno-kv-restart-"));
+    dir = kvDir;
+    await expectHoldSurvivesRestart("kv-restart", {
+      start: async (phase) => {
+        rt = await startDeno(kvDir);
+        return clientFor(connectTarget(rt, `deno+kv/${phase}`));
+      },
+      stop: async () => {
+        expect(await rt?.stop()).toBe(0);
+      },
+    });
   }, 120_000);
 });

@@ -63,6 +63,24 @@ async function replyUnderWay(
   return { done };
 }
 
+/**
+ * close() while `client`'s connection is busy: a long reply on another connection keeps the
+ * server draining for the whole grace period, a short one on `client` is under way when
+ * close() starts and completes; then `client` tries a new call (`late`).
+ */
+async function lateCallAfterBusyClose(
+  server: NodeServer,
+  client: StreamingClient,
+): Promise<{ late: CallResult; long: Promise<CallResult>; closing: Promise<void> }> {
+  const other = createClient(StreamingService, createGrpcTransport({ baseUrl: server.url }));
+  const { done: long } = await replyUnderWay(other, "a. ".repeat(200));
+  const { done } = await replyUnderWay(client, "one. two. three.");
+  const closing = server.close();
+  expect(endMessage(await done)).toBe("RESPONSE_COMPLETED");
+  const late = await streamAudio(client, collect(newDevice(), newSession(), 1, "late"));
+  return { late, long, closing };
+}
+
 /** Resolves with the connect error code of a fresh TCP connection, or "connected". */
 function tryConnect(port: number): Promise<string> {
   return new Promise((resolve) => {
@@ -200,14 +218,8 @@ describe("node: graceful shutdown", () => {
 
   it("a connection busy when close() starts (h2c) takes no new call after its reply", async () => {
     const { server, client } = await start(1_000);
-    // A long reply on another connection keeps the server draining for the whole grace period.
-    const other = createClient(StreamingService, createGrpcTransport({ baseUrl: server.url }));
-    const { done: long } = await replyUnderWay(other, "a. ".repeat(200));
-    const { done } = await replyUnderWay(client, "one. two. three.");
-    const closing = server.close();
-    expect(endMessage(await done)).toBe("RESPONSE_COMPLETED");
+    const { late, long, closing } = await lateCallAfterBusyClose(server, client);
     // The connection got GOAWAY: the next call needs a new one, which is refused.
-    const late = await streamAudio(client, collect(newDevice(), newSession(), 1, "late"));
     expect(late.code).toBe(Code.Unavailable);
     expect((await long).code).toBe(Code.Canceled);
     await closing;
@@ -228,12 +240,7 @@ describe("node: graceful shutdown", () => {
         StreamingService,
         createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: { agent } }),
       );
-      const other = createClient(StreamingService, createGrpcTransport({ baseUrl: server.url }));
-      const { done: long } = await replyUnderWay(other, "a. ".repeat(200));
-      const { done } = await replyUnderWay(client, "one. two. three.");
-      const closing = server.close();
-      expect(endMessage(await done)).toBe("RESPONSE_COMPLETED");
-      const late = await streamAudio(client, collect(newDevice(), newSession(), 1, "late"));
+      const { late, long, closing } = await lateCallAfterBusyClose(server, client);
       await long;
       await closing;
       expect(late.code).toBe(Code.Unavailable);

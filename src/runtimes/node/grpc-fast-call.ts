@@ -208,7 +208,8 @@ export class FastCall {
   }
 
   private respond(): void {
-    if (this.headersSent || this.closed || this.stream.destroyed) return;
+    // stream.closed too: Bun's and Deno's node:http2 may order "end" and "close" differently.
+    if (this.headersSent || this.closed || this.stream.destroyed || this.stream.closed) return;
     this.headersSent = true;
     const h: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": CONTENT_TYPE };
     if (this.compression) h["grpc-encoding"] = this.compression.name;
@@ -223,7 +224,7 @@ export class FastCall {
     if (this.done) return;
     this.done = true;
     this.ctx.finish();
-    if (this.closed || this.stream.destroyed) return;
+    if (this.closed || this.stream.destroyed || this.stream.closed) return;
     const trailers: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
     if (err !== undefined) {
       const error =

@@ -15,6 +15,8 @@ export interface ServerConfig {
   /** How long running replies may finish after SIGTERM before they are cancelled. */
   graceMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** PTT_STORE: where sessions live (deno-kv on Deno only). */
+  store: "memory" | "deno-kv";
   core: PttCoreOptions;
 }
 
@@ -77,6 +79,7 @@ export function configFromEnv(env: Env): ServerConfig {
     host: env.HOST || "127.0.0.1",
     graceMs: env.PTT_GRACE_MS === undefined ? 10_000 : positiveInt(env, "PTT_GRACE_MS", 0),
     logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
+    store: oneOf(env, "PTT_STORE", ["memory", "deno-kv"] as const, "memory"),
     core: {
       limits,
       bargeIn: bargeIn as BargeIn,

@@ -41,6 +41,11 @@ export function unavailable(message: string): ConnectError {
   return new ConnectError(message, Code.Unavailable);
 }
 
+/** A store that could not read or write: nothing changed, the client may retry. */
+export function storeUnavailable(err: unknown): ConnectError {
+  return unavailable(`session store: ${err instanceof Error ? err.message : String(err)}`);
+}
+
 /** Wraps anything thrown by a workflow or store so only ConnectErrors leave core. */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;

@@ -10,11 +10,21 @@ import { createEchoWorkflow } from "./workflows/echo.js";
 /** When a new hold stops the device's running replies (CONTRACT §3). */
 export type BargeIn = "press" | "commit" | "off";
 
+/**
+ * Builds the store with what the core settled: merged limits, its clock, and the
+ * expirations counter. A runtime passes this rather than repeating that wiring.
+ */
+export type StoreFactory = (deps: {
+  limits: Readonly<Limits>;
+  clock: Clock;
+  onExpired: (count: number) => void;
+}) => SessionStore;
+
 export interface PttCoreOptions {
   limits?: Partial<Limits>;
   clock?: Clock;
   /** Built from limits and clock when absent: the in-memory store. */
-  store?: SessionStore;
+  store?: SessionStore | StoreFactory;
   /** The echo workflow when absent. */
   workflow?: Workflow;
   logger?: Logger;
@@ -59,15 +69,13 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
   const limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
+  const onExpired = (n: number) => {
+    metrics.expirations += n;
+  };
   const store =
-    options.store ??
-    createMemoryStore({
-      limits,
-      clock,
-      onExpired: (n) => {
-        metrics.expirations += n;
-      },
-    });
+    typeof options.store === "function"
+      ? options.store({ limits, clock, onExpired })
+      : (options.store ?? createMemoryStore({ limits, clock, onExpired }));
   return {
     limits,
     clock,

@@ -1,6 +1,7 @@
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { cancelled, invalidArgument, unavailable } from "../../core/errors.js";
 import { ABORTED, LazyHandlerContext } from "../../core/handler-context.js";
 import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
 import type { PttCore } from "../../core/ptt-core.js";
@@ -147,7 +148,7 @@ export class BridgeConnection {
   closedByPeer(): void {
     if (this.closed) return;
     this.closed = true;
-    const gone = new ConnectError("bridge socket closed", Code.Canceled);
+    const gone = cancelled("bridge socket closed");
     for (const ctx of this.calls.values()) ctx.abort(gone);
     this.calls.clear();
     this.flow.close();
@@ -189,24 +190,27 @@ export class BridgeConnection {
     const body = frame.body;
     if (body.case === "cancel") {
       // Cancelling a finished or unknown call is a no-op by contract.
-      this.calls.get(id)?.abort(new ConnectError("call cancelled by the client", Code.Canceled));
+      this.calls.get(id)?.abort(cancelled("call cancelled by the client"));
       return;
     }
     if (id === 0) {
-      this.end(0, invalidArgument("call_id: must be > 0"));
+      this.end(0, invalidArgument("call_id", "must be > 0"));
       return;
     }
     if (body.case === undefined) {
-      this.end(id, invalidArgument("body: a ClientFrame needs stream_audio, interrupt or cancel"));
+      this.end(
+        id,
+        invalidArgument("body", "a ClientFrame needs stream_audio, interrupt or cancel"),
+      );
       return;
     }
     if (this.calls.has(id)) {
       // The running call with this id goes on; only the newcomer is refused.
-      this.end(id, invalidArgument(`call_id: ${id} is already running on this socket`));
+      this.end(id, invalidArgument("call_id", `${id} is already running on this socket`));
       return;
     }
     const refused = this.stopping
-      ? new ConnectError("server shutting down: call another instance", Code.Unavailable)
+      ? unavailable("server shutting down: call another instance")
       : this.flow.refusal(bytes);
     if (refused) {
       this.end(id, refused);
@@ -317,10 +321,6 @@ export class BridgeConnection {
     this.socket.close(code, reason);
     this.closedByPeer();
   }
-}
-
-function invalidArgument(message: string): ConnectError {
-  return new ConnectError(message, Code.InvalidArgument);
 }
 
 function headersToRecord(headers: Headers): Record<string, string> {

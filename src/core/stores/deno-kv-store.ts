@@ -1,5 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
-import { resourceExhausted, unavailable } from "../errors.js";
+import { resourceExhausted, storeUnavailable, unavailable } from "../errors.js";
 import { LIMIT_NAMES, type Limits } from "../limits.js";
 import type { CancelResult, Clock, CollectResult, SessionStore, StoreStats } from "../ports.js";
 import {
@@ -723,5 +723,5 @@ function shardOf(hardwareId: string): number {
 
 function storeError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  return unavailable(`session store: ${err instanceof Error ? err.message : String(err)}`);
+  return storeUnavailable(err);
 }

@@ -1,4 +1,4 @@
-import { resourceExhausted, unavailable } from "../errors.js";
+import { resourceExhausted, storeUnavailable } from "../errors.js";
 import { LIMIT_NAMES, type Limits } from "../limits.js";
 import type { CancelResult, Clock, CollectResult, SessionStore, StoreStats } from "../ports.js";
 import {
@@ -89,7 +89,7 @@ export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
     try {
       journal.put(k, record);
     } catch (err) {
-      throw unavailable(`session store: ${err instanceof Error ? err.message : String(err)}`);
+      throw storeUnavailable(err);
     }
   }
 

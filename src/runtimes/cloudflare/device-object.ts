@@ -10,8 +10,7 @@ import {
   selectProtocol,
 } from "../../bridge/server/handshake.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
-import { DEFAULT_LIMITS } from "../../core/limits.js";
-import { createPttCore, type PttCore } from "../../core/ptt-core.js";
+import { createPttCore, type PttCore, type StoreFactory } from "../../core/ptt-core.js";
 import { createMemoryStore } from "../../core/stores/memory-store.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { AlarmClock } from "./alarm-clock.js";
@@ -44,15 +43,9 @@ export class DeviceObject extends DurableObject<Env> {
     );
     const kv = ctx.storage.kv;
     this.device = kv.get<string>("device");
-    let core!: PttCore;
-    const store = createMemoryStore({
-      limits: { ...DEFAULT_LIMITS, ...config.core.limits },
-      clock: this.clock,
-      onExpired: (n) => {
-        core.metrics.expirations += n;
-      },
-      journal: createKvJournal(kv),
-    });
+    const clock = this.clock;
+    const store: StoreFactory = ({ limits, onExpired }) =>
+      createMemoryStore({ limits, clock, onExpired, journal: createKvJournal(kv) });
     const ai = env.PTT_WORKFLOW === "workers-ai" ? env.AI : undefined;
     if (env.PTT_WORKFLOW === "workers-ai" && !ai) {
       throw new Error('PTT_WORKFLOW: "workers-ai" needs the AI binding ([ai] binding = "AI")');
@@ -65,7 +58,7 @@ export class DeviceObject extends DurableObject<Env> {
       : undefined;
     // The alarm is the store's alone (one timer: its sweeper). The core and the workflow
     // (the echo's pauses) use ordinary timers, which run while the object serves the reply.
-    core = createPttCore({ ...config.core, store, workflow, logger });
+    const core = createPttCore({ ...config.core, store, workflow, logger });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);

@@ -4,11 +4,9 @@ import { BRIDGE_PATH, BridgeHub } from "../../bridge/server/bridge-hub.js";
 import { configFromEnv, requireGrpcPort } from "../../core/env-config.js";
 import { createFetchApp } from "../../core/fetch-app.js";
 import { createJsonLogger } from "../../core/json-logger.js";
-import { DEFAULT_LIMITS } from "../../core/limits.js";
 import { createPttCore } from "../../core/ptt-core.js";
 import { finishReplies } from "../../core/shutdown.js";
 import { createDenoKvStore, type DenoKv } from "../../core/stores/deno-kv-store.js";
-import { systemClock } from "../../core/system-clock.js";
 import { listenH2c } from "../node/h2c-server.js";
 
 // The few Deno APIs used here, declared rather than pulling Deno's types into the Node build.
@@ -43,22 +41,12 @@ const logger = createJsonLogger(
 // PTT_STORE=deno-kv: sessions in Deno KV. PTT_DENO_KV_PATH: a file (needs --allow-read and
 // --allow-write for it), ":memory:" or a KV Connect URL; unset: Deno's default database (on
 // Deno Deploy, the project's own). Needs --unstable-kv (deno.json turns it on).
-const storeKind = env.PTT_STORE ?? "memory";
-if (storeKind !== "memory" && storeKind !== "deno-kv") {
-  throw new Error(`PTT_STORE: must be memory or deno-kv, got ${JSON.stringify(storeKind)}`);
-}
-const store =
-  storeKind === "deno-kv"
-    ? createDenoKvStore({
-        kv: await Deno.openKv(env.PTT_DENO_KV_PATH || undefined),
-        limits: { ...DEFAULT_LIMITS, ...config.core.limits },
-        clock: systemClock,
-        onExpired: (n) => {
-          core.metrics.expirations += n;
-        },
-      })
-    : undefined;
-const core = createPttCore({ ...config.core, logger, store });
+const kv = config.store === "deno-kv" ? await Deno.openKv(env.PTT_DENO_KV_PATH || undefined) : null;
+const core = createPttCore({
+  ...config.core,
+  logger,
+  store: kv ? (deps) => createDenoKvStore({ kv, ...deps }) : undefined,
+});
 const shutdown = new AbortController();
 const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: mountDemo });
 const hub = new BridgeHub(createBridgeHandlers(core));

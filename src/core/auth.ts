@@ -15,7 +15,7 @@ export function createStaticTokenAuth(tokens: ReadonlyMap<string, string>): Auth
   };
 }
 
-/** CONTRACT §2: when auth is on, the token must name the same hardware_id. */
+/** docs/protocol.md §2: when auth is on, the token must name the same hardware_id. */
 export async function authorize(
   auth: Authenticator | undefined,
   headers: Headers,

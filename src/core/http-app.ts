@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import type { PttCore } from "./ptt-core.js";
 
-/** The non-RPC routes of CONTRACT §7, shared by every runtime. */
+/** The non-RPC routes of docs/protocol.md §7, shared by every runtime. */
 export function createHttpApp(core: PttCore): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok\n"));

@@ -1,4 +1,4 @@
-/** Every limit of CONTRACT §5. Each breach is RESOURCE_EXHAUSTED naming the limit's key. */
+/** Every limit of docs/protocol.md §5. Each breach is RESOURCE_EXHAUSTED naming the limit's key. */
 export interface Limits {
   /** UTF-8 bytes of one chunk's text (chunk_text or prompt). */
   maxChunkTextBytes: number;

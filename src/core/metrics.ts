@@ -13,7 +13,7 @@ export type CommitOutcome =
 const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 /**
- * The server's counters and the Prometheus text rendering of CONTRACT §7. Plain
+ * The server's counters and the Prometheus text rendering of docs/protocol.md §7. Plain
  * numbers in memory: cheap enough to bump on every chunk.
  */
 export class Metrics {

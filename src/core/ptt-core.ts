@@ -7,7 +7,7 @@ import { createMemoryStore } from "./stores/memory-store.js";
 import { systemClock } from "./system-clock.js";
 import { createEchoWorkflow } from "./workflows/echo.js";
 
-/** When a new hold stops the device's running replies (CONTRACT §3). */
+/** When a new hold stops the device's running replies (docs/protocol.md §3). */
 export type BargeIn = "press" | "commit" | "off";
 
 /**

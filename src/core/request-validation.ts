@@ -12,7 +12,7 @@ export interface ValidRequest {
   mode: ChunkMode;
 }
 
-/** CONTRACT §2 checks in their documented order: hardware_id, session_id, phase, seq, mode. */
+/** docs/protocol.md §2 checks in their documented order: hardware_id, session_id, phase, seq, mode. */
 export function validateStreamRequest(req: StreamRequest): ValidRequest {
   const hardwareId = canonicalHardwareId(req.hardwareId);
   const sessionId = canonicalSessionId(req.sessionId);

@@ -17,7 +17,7 @@ import { checkChunkLimits } from "./session.js";
 export const COLLECT_ACCEPTED = "COLLECT_ACCEPTED";
 export const CANCEL_ACCEPTED = "CANCEL_ACCEPTED";
 
-/** Tracks whether a reply frame went out: errors after one get no error frame (CONTRACT §4). */
+/** Tracks whether a reply frame went out: errors after one get no error frame (docs/protocol.md §4). */
 interface CallState {
   replied: boolean;
 }
@@ -181,7 +181,7 @@ function commitFailure(err: unknown) {
   }
 }
 
-/** The status a failed call ends with. Aborted replies end CANCELLED (CONTRACT §4). */
+/** The status a failed call ends with. Aborted replies end CANCELLED (docs/protocol.md §4). */
 function asCallError(err: unknown): ConnectError {
   if (err instanceof ReplyAborted) {
     const why =

@@ -1,5 +1,5 @@
 /**
- * The UNSPECIFIED-mode merge heuristic for old clients (CONTRACT §3): a chunk
+ * The UNSPECIFIED-mode merge heuristic for old clients (docs/protocol.md §3): a chunk
  * whose normalised text shares a prefix with the buffer's covering at least half
  * of the buffer is a revised snapshot and replaces it; anything else is a delta
  * and is appended exactly as sent. Never drops a chunk for being a substring.

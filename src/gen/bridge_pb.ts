@@ -1,4 +1,4 @@
-// The WebSocket bridge envelope (CONTRACT §6): one binary WebSocket at /v1/bridge
+// The WebSocket bridge envelope (docs/protocol.md §6): one binary WebSocket at /v1/bridge
 // carries many calls; each WebSocket message is exactly one ClientFrame or ServerFrame.
 // This is a public wire contract: keep names and numbers.
 

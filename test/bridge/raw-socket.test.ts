@@ -31,7 +31,7 @@ import {
   textOf,
 } from "./raw-bridge.js";
 
-// CONTRACT §6 on the wire: a plain `ws` client, frames built by hand from bridge.proto.
+// docs/protocol.md §6 on the wire: a plain `ws` client, frames built by hand from bridge.proto.
 // No client library in between, so every byte the server sends is checked as sent.
 
 /** A COMMIT in DELTA chunk mode, like every request this client sends. */
@@ -555,7 +555,7 @@ describe("bridge backpressure: a client that never reads", () => {
   // pulled again. Now a reply stopped by InterruptSession gives it back at once, even
   // while the client reads nothing. (A CancelCall on the stalled socket itself is read
   // only when the client reads again: the server stops reading a socket it cannot
-  // write to, which is the backpressure CONTRACT §6 asks for.)
+  // write to, which is the backpressure docs/protocol.md §6 asks for.)
   it("a stalled reply stopped by InterruptSession gives its reply slot back", async () => {
     const { raw, slots, hw } = await stalledReply(20);
     const other = await openRaw(wsUrl(server));

@@ -16,7 +16,7 @@ import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server
 import { newDevice } from "../contract/calls.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 
-// CONTRACT §6, the reconnect guarantee, through the client library: a TCP proxy
+// docs/protocol.md §6, the reconnect guarantee, through the client library: a TCP proxy
 // between client and server cuts the connection (both halves destroyed, bytes in
 // flight lost) while chunks are un-acked, while the client is reconnecting, and
 // while a reply streams.

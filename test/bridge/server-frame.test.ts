@@ -5,7 +5,7 @@ import { encodeServerFrame } from "../../src/bridge/server/server-frame.js";
 import { ServerFrameSchema } from "../../src/gen/bridge_pb.js";
 import { StreamResponseSchema } from "../../src/gen/streaming_pb.js";
 
-// The hand-written encoding must be protobuf-es's, byte for byte (CONTRACT §6 is a wire format).
+// The hand-written encoding must be protobuf-es's, byte for byte (docs/protocol.md §6 is a wire format).
 const reference = (callId: number, body: Parameters<typeof encodeServerFrame>[1]) =>
   toBinary(ServerFrameSchema, create(ServerFrameSchema, { callId, body }));
 

@@ -34,7 +34,7 @@ async function holdAndCommit(
   return streamAudio(client, commit(hw, sid, { prompt, chunkMode: mode }));
 }
 
-/** CONTRACT §3 COLLECT: acks, trailers, merge rules. */
+/** docs/protocol.md §3 COLLECT: acks, trailers, merge rules. */
 export function collectCases(target: () => Target): void {
   describe("COLLECT (§3)", () => {
     it("acks with exactly one COLLECT_ACCEPTED frame and trailers", async () => {

@@ -14,7 +14,7 @@ import {
 } from "./calls.js";
 import type { Capabilities, Target } from "./target.js";
 
-/** CONTRACT §3 COMMIT and CANCEL, §4 reply stream. */
+/** docs/protocol.md §3 COMMIT and CANCEL, §4 reply stream. */
 export function commitCases(caps: Capabilities, target: () => Target): void {
   describe("COMMIT and the reply stream (§3, §4)", () => {
     it("streams the committed text back, then one end_message, with turn id and timing", async () => {

@@ -38,7 +38,7 @@ function startLongReply(target: Target, hw: string, sid: string) {
   return { started, done, endedAt: () => ended };
 }
 
-/** CONTRACT §3 InterruptSession and barge-in. */
+/** docs/protocol.md §3 InterruptSession and barge-in. */
 export function interruptCases(target: () => Target): void {
   describe("InterruptSession and barge-in (§3)", () => {
     it("aborts a running reply within 50 ms, CANCELLED, and names its session", async () => {

@@ -19,7 +19,7 @@ function expectExhausted(r: CallResult, limit: string): void {
   expect(r.message).toContain(limit);
 }
 
-/** CONTRACT §5: each breach is RESOURCE_EXHAUSTED naming the limit, and nothing stored is lost. */
+/** docs/protocol.md §5: each breach is RESOURCE_EXHAUSTED naming the limit, and nothing stored is lost. */
 export function limitCases(caps: Capabilities, target: () => Target): void {
   describe("limits (§5)", () => {
     it("chunk_text per chunk", async () => {

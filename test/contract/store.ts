@@ -16,7 +16,7 @@ import { ManualClock } from "../support/manual-clock.js";
 /**
  * ONE suite for every SessionStore (memory, Redis, Durable Object, Deno KV):
  * seq outcomes, the three chunk modes, exactly-once consume-and-seal, seals and
- * tombstones, TTLs, and the limits a store enforces (CONTRACT §2, §3, §5).
+ * tombstones, TTLs, and the limits a store enforces (docs/protocol.md §2, §3, §5).
  *
  * `makeStore` must return an empty store that takes its time from `clock.now()`
  * only. The clock is a ManualClock: `advance` moves time and never runs a timer,
@@ -213,7 +213,7 @@ export function testStore(name: string, makeStore: MakeStore): void {
       });
     });
 
-    describe("chunk modes (CONTRACT §3)", () => {
+    describe("chunk modes (docs/protocol.md §3)", () => {
       it.each([
         [["hello ", "world"], "", "hello world"],
         [["call ", "mom ", "and ", "a", "sk her"], "", "call mom and ask her"],

@@ -7,7 +7,7 @@ import { ttlCases } from "./ttl.cases.js";
 import { validationCases } from "./validation.cases.js";
 
 /**
- * CONTRACT §2–§5 as tests, against any server reachable through `target()`
+ * docs/protocol.md §2–§5 as tests, against any server reachable through `target()`
  * (resolved when tests run). `caps` is known when tests are collected: skips come from it.
  */
 export function contractSuite(caps: Capabilities, target: () => Target): void {

@@ -11,7 +11,7 @@ import {
 } from "./calls.js";
 import type { Capabilities, Target } from "./target.js";
 
-/** CONTRACT §3/§5 TTLs: idle expiry, the hold limit, tombstones. Needs a movable clock. */
+/** docs/protocol.md §3/§5 TTLs: idle expiry, the hold limit, tombstones. Needs a movable clock. */
 export function ttlCases(caps: Capabilities, target: () => Target): void {
   describe("TTL and tombstones (§3, §5)", () => {
     const withClock = () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { clientFor, collect, newDevice, newSession, RequestPhase, streamAudio } from "./calls.js";
 import type { Target } from "./target.js";
 
-/** CONTRACT §2: identity and validation. */
+/** docs/protocol.md §2: identity and validation. */
 export function validationCases(target: () => Target): void {
   describe("identity and validation (§2)", () => {
     const badHardwareIds: [string, string][] = [

@@ -4,7 +4,7 @@ import { mergeUnspecified, normalise, utf8Length } from "../../src/core/text-mer
 
 const mergeAll = (chunks: string[], start = "") => chunks.reduce(mergeUnspecified, start);
 
-describe("mergeUnspecified: CONTRACT §3 examples", () => {
+describe("mergeUnspecified: docs/protocol.md §3 examples", () => {
   it.each([
     [["hello ", "world"], "hello world"],
     [["call ", "mom ", "and ", "a", "sk her"], "call mom and ask her"],

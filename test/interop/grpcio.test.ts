@@ -1,7 +1,7 @@
 // Interop: an independent gRPC client (Python grpcio over plaintext HTTP/2) against three
 // runtimes: Node started in process (gRPC on its one port), Bun and Deno spawned from their npm
 // binaries (gRPC on their node:http2 port, grpcUrl). The client (grpcio_client.py) runs the same
-// scenario against each and only records what it saw; every expectation from CONTRACT.md
+// scenario against each and only records what it saw; every expectation from docs/protocol.md
 // sections 1-4 is asserted here, identically for every runtime.
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";

@@ -3,7 +3,7 @@
 
 It speaks plaintext HTTP/2 (h2c) to HOST:PORT, runs one fixed push-to-talk scenario and prints
 ONE JSON object on stdout with everything it observed. It asserts nothing: the TypeScript test
-(test/interop/grpcio.test.ts) checks the values against CONTRACT.md.
+(test/interop/grpcio.test.ts) checks the values against docs/protocol.md.
 
 The message module `streaming_pb2` is generated at test time with Debian's protoc (>= 3.15, for
 proto3 `optional`) and never committed:

@@ -16,7 +16,7 @@ import {
   streamAudio,
 } from "../contract/calls.js";
 
-// CONTRACT §7 over real sockets: /healthz, /readyz, /metrics on the RPC port, over
+// docs/protocol.md §7 over real sockets: /healthz, /readyz, /metrics on the RPC port, over
 // HTTP/1.1 and h2c, and the metrics moving with real calls.
 
 interface Reply {
@@ -157,7 +157,7 @@ function sampleValue(scrape: Scrape, name: string, labels: Record<string, string
   return s?.value ?? 0;
 }
 
-describe("node: health, readiness and metrics (CONTRACT §7)", () => {
+describe("node: health, readiness and metrics (docs/protocol.md §7)", () => {
   let server: NodeServer;
   let client: StreamingClient;
   const logLines: string[] = [];
@@ -206,7 +206,7 @@ describe("node: health, readiness and metrics (CONTRACT §7)", () => {
         expect(r.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
         const m = parseMetrics(r.body);
         expect(m.problems).toEqual([]);
-        // The series CONTRACT §7 names.
+        // The series docs/protocol.md §7 names.
         expect(Object.fromEntries(m.types)).toMatchObject({
           ptt_open_sessions: "gauge",
           ptt_buffered_bytes: "gauge",

@@ -72,7 +72,7 @@ describe("the Worker's device proxy", () => {
 
   // Regression (was a defect): the Worker checked the token before session_id and phase,
   // so with auth on a malformed request got UNAUTHENTICATED here and INVALID_ARGUMENT on
-  // every other runtime (CONTRACT §2: validation first).
+  // every other runtime (docs/protocol.md §2: validation first).
   describe("with auth on: validation first, then the token, as on every runtime", () => {
     const authEnv = { ...env, PTT_AUTH_TOKENS: "auth-device=secret-token" };
     const authed = (token?: string) =>

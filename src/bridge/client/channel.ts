@@ -64,7 +64,7 @@ interface Pending {
 const OPEN = 1;
 
 /**
- * One reconnecting bridge WebSocket carrying many calls (CONTRACT §6). Calls that
+ * One reconnecting bridge WebSocket carrying many calls (docs/protocol.md §6). Calls that
  * may be repeated safely are sent again after a reconnect; the others end with
  * `unavailable`, so nothing is silently lost and nothing runs twice.
  */

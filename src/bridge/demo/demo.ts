@@ -55,7 +55,7 @@ function describe(err: unknown): string {
 
 // ---------------------------------------------------------------- identity
 
-/** A random id kept in localStorage: `web-` and 16 hex digits (CONTRACT §2 alphabet). */
+/** A random id kept in localStorage: `web-` and 16 hex digits (docs/protocol.md §2 alphabet). */
 function hardwareId(): string {
   try {
     const kept = localStorage.getItem(HARDWARE_KEY);

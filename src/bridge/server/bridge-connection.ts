@@ -78,7 +78,7 @@ export function createBridgeHandlers(
 type ServerBody = MessageInitShape<typeof ServerFrameSchema>["body"];
 
 /**
- * One bridge WebSocket (CONTRACT §6): decodes ClientFrames, runs each call through
+ * One bridge WebSocket (docs/protocol.md §6): decodes ClientFrames, runs each call through
  * the same handlers as the Connect router, multiplexes them by call_id, and ends
  * every call with exactly one CallEnd. Runtime-neutral: the binding feeds it
  * messages and drain/close events through a BridgeSocket.

@@ -14,7 +14,7 @@ export const BRIDGE_PATH = "/v1/bridge";
 export interface BridgeUpgrade {
   /** The subprotocol to answer with (ours, when offered), or undefined. */
   readonly protocol: string | undefined;
-  /** The headers calls on the socket authenticate with (CONTRACT §6). */
+  /** The headers calls on the socket authenticate with (docs/protocol.md §6). */
   readonly headers: Headers;
   readonly url: string;
 }

@@ -19,7 +19,7 @@ export function selectProtocol(offered: readonly string[]): string | undefined {
 /**
  * The headers calls on this socket authenticate with: the upgrade request's own,
  * plus `authorization: Bearer <token>` from a `bearer.<token>` protocol offer when
- * the request carried no Authorization header (CONTRACT §6).
+ * the request carried no Authorization header (docs/protocol.md §6).
  */
 export function bridgeRequestHeaders(upgrade: Headers): Headers {
   const headers = new Headers(upgrade);

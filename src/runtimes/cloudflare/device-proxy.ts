@@ -44,7 +44,7 @@ export function createDeviceProxy(
     let frames: AsyncGenerator<Body> | undefined;
     let step: IteratorResult<Body>;
     try {
-      // CONTRACT §2 order: hardware_id, session_id, phase, seq, mode; then the token.
+      // docs/protocol.md §2 order: hardware_id, session_id, phase, seq, mode; then the token.
       const v = validateStreamRequest(req);
       await authorize(auth, ctx.requestHeader, v.key.hardwareId);
       frames = forward(devices, v.key.hardwareId, { case: "streamAudio", value: req }, ctx);

@@ -1,6 +1,7 @@
 import { createStaticTokenAuth } from "./auth.js";
 import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "./limits.js";
 import type { BargeIn, PttCoreOptions } from "./ptt-core.js";
+import { VOICE_VARS, voiceSettingsFromEnv, type WorkflowName } from "./voice/voice-config.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -17,6 +18,8 @@ export interface ServerConfig {
   logLevel: "debug" | "info" | "warn" | "error";
   /** PTT_STORE: where sessions live (deno-kv on Deno only). */
   store: "memory" | "deno-kv";
+  /** PTT_WORKFLOW: echo (default), openai, workers-ai (Workers only). */
+  workflow: WorkflowName;
   core: PttCoreOptions;
 }
 
@@ -33,6 +36,8 @@ const KNOWN_VARS = [
   // Read by the Deno runtime (src/runtimes/deno/main.ts): the session store.
   "PTT_STORE",
   "PTT_DENO_KV_PATH",
+  // The voice workflow's (voice/voice-config.ts).
+  ...VOICE_VARS,
 ];
 
 /** Environment variable of each limit: PTT_ + its wire name in upper case. */
@@ -44,7 +49,7 @@ export function limitEnvName(limit: keyof Limits): string {
  * Reads the server's configuration from environment variables (any runtime's),
  * failing loudly with the variable's name rather than starting on a typo.
  */
-export function configFromEnv(env: Env): ServerConfig {
+export function configFromEnv(env: Env, runtime: "workers" | "other" = "other"): ServerConfig {
   const known = new Set([
     ...KNOWN_VARS,
     ...Object.keys(DEFAULT_LIMITS).map((k) => limitEnvName(k as keyof Limits)),
@@ -63,6 +68,7 @@ export function configFromEnv(env: Env): ServerConfig {
   }
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
   oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1");
+  const { workflow, voice } = voiceSettingsFromEnv(env, runtime);
   const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
   const port = env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535);
   // Only Bun and Deno use it: PORT=65535 is fine on Node, and fails there when they start.
@@ -80,7 +86,9 @@ export function configFromEnv(env: Env): ServerConfig {
     graceMs: env.PTT_GRACE_MS === undefined ? 10_000 : positiveInt(env, "PTT_GRACE_MS", 0),
     logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     store: oneOf(env, "PTT_STORE", ["memory", "deno-kv"] as const, "memory"),
+    workflow,
     core: {
+      voice,
       limits,
       bargeIn: bargeIn as BargeIn,
       endMessage: env.PTT_END_MESSAGE || undefined,

@@ -1,3 +1,4 @@
+import type { MemoryTurn } from "./memory/turns.js";
 import type { Chunk, CollectOutcome, CommittedTurn, SealedState, SessionKey } from "./session.js";
 
 /** Time and timers, injected so TTL behaviour is testable and runtimes can differ. */
@@ -58,8 +59,43 @@ export type ReplyPart =
     }
   | { kind: "action"; json: string; featureId?: string | undefined };
 
+/** What the core tells a workflow about its reply while it runs. */
+export interface ReplyContext {
+  /**
+   * The text of the text_chunk frames written to the client's connection so far (a frame
+   * the workflow produced but the transport never wrote is not in it).
+   */
+  delivered(): string;
+  /**
+   * Runs `fn` once the reply is over (completed, failed or stopped), when delivered() is final
+   * and before the call's status goes out. Errors are logged, never surfaced to the client.
+   */
+  onEnd(fn: () => void | Promise<void>): void;
+}
+
 /** The reply to a committed turn. Must stop promptly when `signal` aborts. */
-export type Workflow = (turn: CommittedTurn, signal: AbortSignal) => AsyncIterable<ReplyPart>;
+export type Workflow = (
+  turn: CommittedTurn,
+  signal: AbortSignal,
+  /** Always passed by the core; optional so a workflow can be driven alone in a test. */
+  reply?: ReplyContext,
+) => AsyncIterable<ReplyPart>;
+
+/**
+ * Per-device conversation memory (the turns the voice workflow sends before the new one).
+ * Implementations: in-process (memory/in-process-memory.ts), Deno KV, Durable Object storage.
+ * Each keeps a device's turns bounded with memory/turns.ts `appendBounded` (turns, bytes) and
+ * forgets a device after its idle TTL. One device's calls may run on different instances: a
+ * shared implementation must make remember() atomic per device (read-append-write).
+ */
+export interface ConversationMemory {
+  /** The device's remembered turns, oldest first ([] when none). */
+  recall(hardwareId: string, signal?: AbortSignal): Promise<MemoryTurn[]>;
+  /** Appends one turn, dropping the oldest past the bounds. */
+  remember(hardwareId: string, turn: MemoryTurn): Promise<void>;
+  /** Forgets everything the device said and heard (a client's memory reset). */
+  forget(hardwareId: string): Promise<void>;
+}
 
 /** Structured log sink; transcript text is only ever passed at debug level. */
 export interface Logger {

@@ -1,10 +1,13 @@
 import type { Authenticator } from "./auth.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
+import { createInProcessMemory } from "./memory/in-process-memory.js";
+import { DEFAULT_MEMORY_BOUNDS } from "./memory/turns.js";
 import { Metrics } from "./metrics.js";
-import type { Clock, Logger, SessionStore, Workflow } from "./ports.js";
+import type { Clock, ConversationMemory, Logger, SessionStore, Workflow } from "./ports.js";
 import { ReplyRegistry } from "./reply-registry.js";
 import { createMemoryStore } from "./stores/memory-store.js";
 import { systemClock } from "./system-clock.js";
+import type { VoiceSettings } from "./voice/voice-config.js";
 import { createEchoWorkflow } from "./workflows/echo.js";
 
 /** When a new hold stops the device's running replies (docs/protocol.md §3). */
@@ -25,8 +28,14 @@ export interface PttCoreOptions {
   clock?: Clock;
   /** Built from limits and clock when absent: the in-memory store. */
   store?: SessionStore | StoreFactory;
-  /** The echo workflow when absent. */
+  /** The workflow; when absent, the voice workflow if `voice` is set, else the echo workflow. */
   workflow?: Workflow;
+  /** The voice workflow's settings (PTT_WORKFLOW=openai), from configFromEnv. */
+  voice?: VoiceSettings | undefined;
+  /** Per-device conversation memory; in this process when absent. */
+  memory?: ConversationMemory | undefined;
+  /** The fetch the voice workflow calls its upstreams with (tests and runtimes may wrap it). */
+  fetch?: typeof fetch | undefined;
   logger?: Logger;
   auth?: Authenticator;
   bargeIn?: BargeIn;
@@ -47,6 +56,8 @@ export interface PttCore {
   readonly clock: Clock;
   readonly store: SessionStore;
   readonly workflow: Workflow;
+  /** Per-device conversation memory (the voice workflow's; reset by a client's reset_memory). */
+  readonly memory: ConversationMemory;
   readonly logger: Logger;
   readonly auth: Authenticator | undefined;
   readonly bargeIn: BargeIn;
@@ -76,10 +87,14 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     typeof options.store === "function"
       ? options.store({ limits, clock, onExpired })
       : (options.store ?? createMemoryStore({ limits, clock, onExpired }));
+  const memory =
+    options.memory ??
+    createInProcessMemory({ bounds: options.voice?.memory ?? DEFAULT_MEMORY_BOUNDS, clock });
   return {
     limits,
     clock,
     store,
+    memory,
     workflow: options.workflow ?? createEchoWorkflow({ clock, delayMs: options.echoDelayMs ?? 0 }),
     logger: options.logger ?? silentLogger,
     auth: options.auth,

@@ -2,7 +2,8 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { StreamRequest, StreamResponse } from "../gen/streaming_pb.js";
 import { linkSignals, untilAborted } from "./abortable.js";
 import { authorize } from "./auth.js";
-import { toConnectError } from "./errors.js";
+import { toConnectError, unavailable } from "./errors.js";
+import type { Logger, ReplyContext } from "./ports.js";
 import type { PttCore } from "./ptt-core.js";
 import { endFrame, errorFrame, replyFrame } from "./reply-frames.js";
 import { ReplyAborted } from "./reply-registry.js";
@@ -35,7 +36,7 @@ export function createStreamAudio(core: PttCore) {
       // Only with auth on: reading ctx.requestHeader builds a Headers object per call.
       if (core.auth) await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);
       if (v.phase === "collect") yield await collect(core, req, v, ctx);
-      else if (v.phase === "cancel") yield await cancel(core, v);
+      else if (v.phase === "cancel") yield await cancel(core, req, v);
       else yield* commit(core, req, v, ctx, state, receivedAt);
     } catch (err) {
       const error = asCallError(err);
@@ -73,7 +74,8 @@ async function collect(
   return endFrame(COLLECT_ACCEPTED);
 }
 
-async function cancel(core: PttCore, v: ValidRequest): Promise<StreamResponse> {
+async function cancel(core: PttCore, req: StreamRequest, v: ValidRequest): Promise<StreamResponse> {
+  if (req.resetMemory) await forgetMemory(core, v.key.hardwareId);
   await core.store.cancel(v.key);
   core.replies.cancelSession(v.key.hardwareId, v.key.sessionId);
   return endFrame(CANCEL_ACCEPTED);
@@ -120,6 +122,8 @@ async function* commit(
   try {
     // A caller that is gone (or a server shutting down) must not consume the buffer.
     ctx.signal.throwIfAborted();
+    // Before the buffer is consumed: a memory that could not be reset fails a retryable COMMIT.
+    if (req.resetMemory) await forgetMemory(core, hardwareId);
     turn = await core.store.commit(v.key, pieces, reply.turnId);
   } catch (err) {
     releaseSlot();
@@ -144,13 +148,18 @@ async function* commit(
     ctx.responseTrailer.set("ptt-commit-ms", String(ms));
     core.metrics.firstFrame(ms);
   };
+  const progress = new ReplyProgress();
   try {
-    for await (const part of untilAborted(core.workflow(turn, signal), signal)) {
+    for await (const part of untilAborted(core.workflow(turn, signal, progress), signal)) {
       const frame = replyFrame(part, sessionId);
       if (!frame) continue;
       if (!state.replied) stampFirstFrame();
       state.replied = true;
       yield frame;
+      // Every transport (connect's pipeline, the gRPC fast path, the bridge) writes a frame
+      // before it pulls the next one, and returns this generator instead when it could not:
+      // getting here means this frame was written to the client's connection.
+      if (part.kind === "text") progress.text += part.text;
     }
     if (!state.replied) stampFirstFrame();
     core.metrics.commit("ok");
@@ -164,6 +173,44 @@ async function* commit(
     throw err;
   } finally {
     releaseSlot();
+    await progress.end(core.logger, turn.turnId);
+  }
+}
+
+/** The ReplyContext a workflow gets: what was delivered, and what to run when the reply ends. */
+class ReplyProgress implements ReplyContext {
+  text = "";
+  private hooks: (() => void | Promise<void>)[] = [];
+
+  delivered(): string {
+    return this.text;
+  }
+
+  onEnd(fn: () => void | Promise<void>): void {
+    this.hooks.push(fn);
+  }
+
+  async end(logger: Logger, turnId: string): Promise<void> {
+    const hooks = this.hooks;
+    this.hooks = [];
+    for (const fn of hooks) {
+      try {
+        await fn();
+      } catch (err) {
+        logger.error("reply end hook failed", { turnId, error: String(err) });
+      }
+    }
+  }
+}
+
+/** reset_memory: the device's next turn starts a new conversation. */
+async function forgetMemory(core: PttCore, hardwareId: string): Promise<void> {
+  try {
+    await core.memory.forget(hardwareId);
+  } catch (err) {
+    throw unavailable(
+      `conversation memory: ${err instanceof Error ? err.message : String(err)}; nothing changed, retry`,
+    );
   }
 }
 

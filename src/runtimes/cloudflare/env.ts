@@ -33,20 +33,13 @@ export interface WorkersConfig extends ServerConfig {
   clamped: string[];
 }
 
-/** The PTT_* string vars of the environment, read like process.env on the other runtimes. */
+/** The PTT_* and OPENAI_* string vars (and secrets), read like process.env elsewhere. */
 export function configOf(env: Env): WorkersConfig {
   const vars: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
-    if (
-      typeof v === "string" &&
-      k.startsWith("PTT_") &&
-      k !== "PTT_WORKFLOW" &&
-      k !== "PTT_AI_MODEL"
-    ) {
-      vars[k] = v;
-    }
+    if (typeof v === "string" && (k.startsWith("PTT_") || k.startsWith("OPENAI_"))) vars[k] = v;
   }
-  const config = configFromEnv(vars);
+  const config = configFromEnv(vars, "workers");
   const limits: Partial<Limits> = { ...config.core.limits };
   const clamped: string[] = [];
   for (const [key, cap] of Object.entries(WORKERS_LIMIT_CAPS) as [keyof Limits, number][]) {

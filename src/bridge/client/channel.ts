@@ -15,12 +15,18 @@ export interface WebSocketLike {
   onopen: ((ev: unknown) => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
+  /** `ws` passes an ErrorEvent with a message (e.g. "Unexpected server response: 404"); browsers say nothing. */
   onerror: ((ev: unknown) => void) | null;
   send(data: Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 
-export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
+/**
+ * A WebSocket constructor: the browser's or Node 22's global, or the `ws` package's. Typed loosely
+ * (any object) because each implementation types its event handlers with its own event classes;
+ * the channel uses only what WebSocketLike lists, which all of them have.
+ */
+export type WebSocketFactory = new (url: string, protocols?: string | string[]) => object;
 
 export type ChannelState = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -52,6 +58,13 @@ export interface ChannelOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   onState?: (state: ChannelState) => void;
+  /**
+   * How long a call may wait for a connection (socket open and the server's Hello) before it
+   * ends `unavailable` with what went wrong: a server that is down, a wrong URL, a handshake
+   * that never completes. Calls resent after a reconnect wait as long again. Default 10000;
+   * `Infinity` waits for ever. The channel itself keeps reconnecting for later calls.
+   */
+  connectTimeoutMs?: number;
 }
 
 interface Pending {
@@ -59,8 +72,13 @@ interface Pending {
   handlers: CallHandlers;
   /** The call id on the current socket; 0 while waiting to be (re)sent. */
   id: number;
+  /** While waiting for a connection: ends the call when the connect timeout passes. */
+  timer?: ReturnType<typeof setTimeout> | undefined;
 }
 
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+const CONNECTING = 0;
 const OPEN = 1;
 
 /**
@@ -77,7 +95,9 @@ export class BridgeChannel {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stateValue: ChannelState = "connecting";
   private helloValue: Hello | undefined;
-  private helloWaiters: (() => void)[] = [];
+  private helloWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  /** Why the last connection attempt failed, for the error a call waiting too long gets. */
+  private lastFailure: string | undefined;
 
   constructor(
     readonly url: string,
@@ -95,10 +115,33 @@ export class BridgeChannel {
     return this.helloValue;
   }
 
-  /** Resolves once a connection is open and its Hello arrived. */
+  /**
+   * Resolves once a connection is open and its Hello arrived; rejects when none is within the
+   * connect timeout, or the channel is closed.
+   */
   ready(): Promise<void> {
     if (this.stateValue === "open") return Promise.resolve();
-    return new Promise((resolve) => this.helloWaiters.push(resolve));
+    if (this.stateValue === "closed") return Promise.reject(new Error("bridge channel is closed"));
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const ms = this.connectTimeoutMs;
+      const timer = Number.isFinite(ms)
+        ? setTimeout(() => {
+            this.helloWaiters = this.helloWaiters.filter((w) => w !== waiter);
+            reject(new Error(this.timeoutMessage()));
+          }, ms)
+        : undefined;
+      this.helloWaiters.push(waiter);
+    });
   }
 
   call(body: CallBody, handlers: CallHandlers): CallHandle {
@@ -106,12 +149,13 @@ export class BridgeChannel {
     if (this.stateValue === "closed") {
       handlers.onEnd({ code: "unavailable", message: "bridge channel is closed", metadata: {} });
     } else if (this.stateValue === "open") this.send(pending);
-    else this.queue.push(pending);
+    else this.enqueue([pending]);
     return {
       cancel: () => {
         if (pending.id !== 0 && this.live.get(pending.id) === pending) {
           this.sendFrame(pending.id, { case: "cancel", value: {} });
         } else if (this.queue.includes(pending)) {
+          clearTimeout(pending.timer);
           this.queue = this.queue.filter((p) => p !== pending);
           handlers.onEnd({
             code: "canceled",
@@ -129,6 +173,9 @@ export class BridgeChannel {
     this.ws?.close(1000, "client closed");
     this.ws = undefined;
     this.failAll("bridge channel closed", () => true);
+    const waiters = this.helloWaiters;
+    this.helloWaiters = [];
+    for (const w of waiters) w.reject(new Error("bridge channel closed"));
   }
 
   /** Closes the current socket as if the network dropped it (tests, network changes). */
@@ -140,21 +187,60 @@ export class BridgeChannel {
     this.options.onState?.(this.stateValue);
     const Ctor =
       this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
-    if (!Ctor) throw new Error("no WebSocket implementation: pass options.WebSocket");
+    if (!Ctor) {
+      throw new Error(
+        "no WebSocket implementation: pass options.WebSocket (Node 20: the ws package's WebSocket)",
+      );
+    }
     const protocols = ["ptt.bridge.v1"];
     if (this.options.token) protocols.push(`bearer.${this.options.token}`);
-    const ws = new Ctor(this.url, protocols);
+    const ws = new Ctor(this.url, protocols) as WebSocketLike;
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (this.ws === ws) this.receive(ev.data);
     };
-    ws.onclose = () => {
-      if (this.ws === ws) this.lost();
+    // Why this attempt failed, for the error of calls that time out waiting: ws says why in
+    // its error event ("connect ECONNREFUSED ...", "Unexpected server response: 404"); a
+    // browser says nothing, and the close code is all there is.
+    let failure: string | undefined;
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.lastFailure = failure ?? `closed with ${ev.code}${ev.reason ? ` (${ev.reason})` : ""}`;
+      this.lost();
     };
-    ws.onerror = () => {
+    ws.onerror = (ev) => {
       // A close event always follows; reconnecting happens there.
+      const message = (ev as { message?: unknown } | null)?.message;
+      if (typeof message === "string" && message) failure = message;
     };
+  }
+
+  private get connectTimeoutMs(): number {
+    return this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  }
+
+  private timeoutMessage(): string {
+    const why = this.lastFailure ?? (this.ws ? "no Hello from the server" : "not connected");
+    return `no bridge connection to ${this.url} within ${this.connectTimeoutMs} ms: ${why}`;
+  }
+
+  /** Queues calls until a connection is open; each ends `unavailable` past the connect timeout. */
+  private enqueue(calls: Pending[], front = false): void {
+    const ms = this.connectTimeoutMs;
+    for (const p of calls) {
+      if (!Number.isFinite(ms)) continue;
+      p.timer = setTimeout(() => {
+        p.timer = undefined;
+        if (!this.queue.includes(p)) return;
+        this.queue = this.queue.filter((q) => q !== p);
+        p.handlers.onEnd({ code: "unavailable", message: this.timeoutMessage(), metadata: {} });
+        // A handshake that hangs (a server that accepts and never answers) is given up, so
+        // that the next attempt can succeed.
+        if (this.ws && this.ws.readyState === CONNECTING) this.ws.close();
+      }, ms);
+    }
+    this.queue = front ? [...calls, ...this.queue] : [...this.queue, ...calls];
   }
 
   private receive(data: unknown): void {
@@ -166,13 +252,14 @@ export class BridgeChannel {
     if (body.case === "hello") {
       this.helloValue = body.value;
       this.attempt = 0;
+      this.lastFailure = undefined;
       this.setState("open");
       const queued = this.queue;
       this.queue = [];
       for (const p of queued) this.send(p);
       const waiters = this.helloWaiters;
       this.helloWaiters = [];
-      for (const w of waiters) w();
+      for (const w of waiters) w.resolve();
       return;
     }
     const pending = this.live.get(frame.callId);
@@ -186,6 +273,8 @@ export class BridgeChannel {
   }
 
   private send(pending: Pending): void {
+    clearTimeout(pending.timer);
+    pending.timer = undefined;
     const id = this.nextId;
     // call_id is a uint32 > 0, unique among running calls.
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
@@ -220,14 +309,21 @@ export class BridgeChannel {
     // Older calls first: chunks keep their order across the reconnect.
     const again = [...this.live.values()];
     for (const p of again) p.id = 0;
-    this.queue = [...again, ...this.queue];
     this.live.clear();
+    this.enqueue(again, true);
     this.setState("reconnecting");
     const min = this.options.minBackoffMs ?? 100;
     const max = this.options.maxBackoffMs ?? 5000;
     const delay = Math.min(max, min * 2 ** this.attempt) * (0.5 + Math.random() / 2);
     this.attempt++;
-    this.timer = setTimeout(() => this.open(), delay);
+    this.timer = setTimeout(() => {
+      try {
+        this.open();
+      } catch (err) {
+        this.lastFailure = err instanceof Error ? err.message : String(err);
+        this.lost();
+      }
+    }, delay);
   }
 
   private failAll(message: string, which: (p: Pending) => boolean): void {
@@ -238,7 +334,10 @@ export class BridgeChannel {
     }
     const failed = this.queue.filter(which);
     this.queue = this.queue.filter((p) => !which(p));
-    for (const p of failed) p.handlers.onEnd({ code: "unavailable", message, metadata: {} });
+    for (const p of failed) {
+      clearTimeout(p.timer);
+      p.handlers.onEnd({ code: "unavailable", message, metadata: {} });
+    }
   }
 
   private setState(state: ChannelState): void {

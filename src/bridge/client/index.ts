@@ -13,6 +13,7 @@ export {
   type HoldOptions,
   Ptt,
   type PttOptions,
+  type ReleaseOptions,
   type Reply,
   type ReplyPart,
   type ReplyStatus,

@@ -117,6 +117,19 @@ export class Ptt {
   }
 }
 
+export interface ReleaseOptions {
+  /** Sent with the COMMIT, merged after the chunks as one more piece of text. */
+  prompt?: string;
+  /** Stops waiting for acks (nothing is committed), or cancels the reply once it runs. */
+  signal?: AbortSignal;
+}
+
+/** The error of a release() whose signal aborted before the COMMIT was sent. */
+function abortError(signal: AbortSignal): ConnectError {
+  const why = signal.reason instanceof Error ? `: ${signal.reason.message}` : "";
+  return new ConnectError(`release aborted before the COMMIT was sent${why}`, Code.Canceled);
+}
+
 export interface HoldOptions {
   mode?: TextMode;
   /** A chunk was numbered and handed to the connection. */
@@ -173,17 +186,44 @@ export class Hold {
   /**
    * Key released: waits until every chunk is acked (across reconnects), then commits
    * and returns the streaming reply. Rejects if a chunk was refused, so nothing is
-   * committed without the client knowing what is missing.
+   * committed without the client knowing what is missing, and with `unavailable` when
+   * no connection comes up within the channel's `connectTimeoutMs`.
+   *
+   * `signal`: aborting it before the COMMIT is sent rejects with `canceled` and commits
+   * nothing (the server expires the hold); aborting it later cancels the reply.
    */
-  async release(options: { prompt?: string } = {}): Promise<Reply> {
+  async release(options: ReleaseOptions = {}): Promise<Reply> {
     if (this.sealed) throw this.sealedError("release");
+    const { signal } = options;
+    if (signal?.aborted) throw abortError(signal);
     this.sealed = true;
-    await Promise.allSettled([...this.inFlight]);
+    const acked = Promise.allSettled([...this.inFlight]);
+    if (signal) {
+      let onAbort!: () => void;
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(abortError(signal));
+        signal.addEventListener("abort", onAbort, { once: true });
+      });
+      try {
+        await Promise.race([acked, aborted]);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+    } else {
+      await acked;
+    }
     if (this.firstError) throw this.firstError;
-    return streamReply(
+    const reply = streamReply(
       this.ptt.channel,
       this.request(RequestPhase.COMMIT, 0, { prompt: options.prompt ?? "" }),
     );
+    if (signal) {
+      const cancel = () => reply.cancel();
+      signal.addEventListener("abort", cancel, { once: true });
+      const forget = () => signal.removeEventListener("abort", cancel);
+      reply.done.then(forget, forget);
+    }
+    return reply;
   }
 
   /** Abandons the hold: the server drops its buffer and refuses late chunks. */

@@ -64,7 +64,11 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     res.end("shutting down\n");
   });
   h1.on("upgrade", (req, socket, head) => {
-    if (!bridge.upgrade(req, socket, head)) socket.destroy();
+    if (bridge.upgrade(req, socket, head)) return;
+    // A WebSocket client told why (ws: "Unexpected server response: 404"), not a reset socket.
+    socket.end(
+      "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nno WebSocket here: the bridge is at /v1/bridge\n",
+    );
   });
   const h2 = http2.createServer({}, handler);
   if (options.grpcFastPath ?? grpcFastPathFromEnv(process.env)) {

@@ -47,6 +47,34 @@ export interface SessionStore {
   close(): Promise<void>;
 }
 
+/** A stop for running replies, as it travels between instances. */
+export type ReplyStop =
+  | {
+      kind: "interrupt";
+      hardwareId: string;
+      why: "interrupted" | "barge-in";
+      /** Barge-in spares the hold that caused it. */
+      except?: string | undefined;
+    }
+  | { kind: "cancel"; hardwareId: string; sessionId: string };
+
+/**
+ * How InterruptSession, CANCEL and barge-in reach replies running on other instances (those
+ * sharing a Redis). Each instance stops its own replies itself; the bus carries the stop to the
+ * others, which stop theirs the moment it arrives. One process alone needs no bus (localReplyBus).
+ */
+export interface ReplyBus {
+  /**
+   * Sends `stop` to every other instance. With `answers`, resolves with the session ids the
+   * others stopped (each answers once it has stopped them; one that does not answer in time is
+   * left out); without, resolves once the stop is sent, with []. Rejects when it cannot be sent.
+   */
+  publish(stop: ReplyStop, answers: boolean): Promise<string[]>;
+  /** Hands every stop from another instance to `apply`, which returns the ids it stopped. */
+  listen(apply: (stop: ReplyStop) => string[]): void;
+  close(): Promise<void>;
+}
+
 export type ReplyPart =
   | { kind: "text"; text: string }
   | {

@@ -3,8 +3,16 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { createInProcessMemory } from "./memory/in-process-memory.js";
 import { DEFAULT_MEMORY_BOUNDS } from "./memory/turns.js";
 import { Metrics } from "./metrics.js";
-import type { Clock, ConversationMemory, Logger, SessionStore, Workflow } from "./ports.js";
+import type {
+  Clock,
+  ConversationMemory,
+  Logger,
+  ReplyBus,
+  SessionStore,
+  Workflow,
+} from "./ports.js";
 import { ReplyRegistry } from "./reply-registry.js";
+import { applyRemoteStop, localReplyBus } from "./reply-stops.js";
 import { createMemoryStore } from "./stores/memory-store.js";
 import { systemClock } from "./system-clock.js";
 import type { VoiceSettings } from "./voice/voice-config.js";
@@ -28,6 +36,8 @@ export interface PttCoreOptions {
   clock?: Clock;
   /** Built from limits and clock when absent: the in-memory store. */
   store?: SessionStore | StoreFactory;
+  /** How stops reach replies on other instances; none needed for one process (the default). */
+  replyBus?: ReplyBus;
   /** The workflow; when absent, the voice workflow if `voice` is set, else the echo workflow. */
   workflow?: Workflow;
   /** The voice workflow's settings (PTT_WORKFLOW=openai), from configFromEnv. */
@@ -64,6 +74,7 @@ export interface PttCore {
   readonly endMessage: string;
   readonly metrics: Metrics;
   readonly replies: ReplyRegistry;
+  readonly replyBus: ReplyBus;
   readonly allowedOrigins: readonly string[];
   readonly localOnly: boolean;
   readonly version: string;
@@ -90,7 +101,7 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
   const memory =
     options.memory ??
     createInProcessMemory({ bounds: options.voice?.memory ?? DEFAULT_MEMORY_BOUNDS, clock });
-  return {
+  const core: PttCore = {
     limits,
     clock,
     store,
@@ -102,8 +113,11 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     endMessage: options.endMessage ?? "RESPONSE_COMPLETED",
     metrics,
     replies: new ReplyRegistry(limits.maxConcurrentReplies),
+    replyBus: options.replyBus ?? localReplyBus,
     allowedOrigins: options.allowedOrigins ?? [],
     localOnly: options.localOnly ?? false,
     version: options.version ?? "0.1.0",
   };
+  core.replyBus.listen((stop) => applyRemoteStop(core, stop));
+  return core;
 }

@@ -7,6 +7,7 @@ import type { Logger, ReplyContext } from "./ports.js";
 import type { PttCore } from "./ptt-core.js";
 import { endFrame, errorFrame, replyFrame } from "./reply-frames.js";
 import { ReplyAborted } from "./reply-registry.js";
+import { stopEverywhere } from "./reply-stops.js";
 import {
   collectChunkOf,
   commitPiecesOf,
@@ -66,8 +67,8 @@ async function collect(
   core.metrics.chunk(result.outcome);
   if (result.created && core.bargeIn === "press") {
     // Barge-in on press: a new hold silences what the device is still saying.
-    const stopped = core.replies.interrupt(v.key.hardwareId, "barge-in", v.key.sessionId);
-    core.metrics.interruptedReplies += stopped.length;
+    const { hardwareId, sessionId } = v.key;
+    stopEverywhere(core, { kind: "interrupt", hardwareId, why: "barge-in", except: sessionId });
   }
   ctx.responseTrailer.set("ptt-collect", result.outcome);
   ctx.responseTrailer.set("ptt-last-seq", String(result.lastSeq));
@@ -77,7 +78,7 @@ async function collect(
 async function cancel(core: PttCore, req: StreamRequest, v: ValidRequest): Promise<StreamResponse> {
   if (req.resetMemory) await forgetMemory(core, v.key.hardwareId);
   await core.store.cancel(v.key);
-  core.replies.cancelSession(v.key.hardwareId, v.key.sessionId);
+  stopEverywhere(core, { kind: "cancel", ...v.key });
   return endFrame(CANCEL_ACCEPTED);
 }
 
@@ -131,8 +132,7 @@ async function* commit(
     throw err;
   }
   if (core.bargeIn === "commit") {
-    const stopped = core.replies.interrupt(hardwareId, "barge-in", sessionId);
-    core.metrics.interruptedReplies += stopped.length;
+    stopEverywhere(core, { kind: "interrupt", hardwareId, why: "barge-in", except: sessionId });
   }
   core.logger.info("commit", {
     hardwareId,

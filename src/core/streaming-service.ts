@@ -11,6 +11,7 @@ import { authorize } from "./auth.js";
 import { unimplemented } from "./errors.js";
 import { canonicalHardwareId } from "./identifiers.js";
 import type { PttCore } from "./ptt-core.js";
+import { interruptEverywhere } from "./reply-stops.js";
 import { createStreamAudio } from "./stream-audio.js";
 
 /**
@@ -67,9 +68,8 @@ export function routes(
 async function interruptSession(core: PttCore, req: InterruptRequest, ctx: HandlerContext) {
   const hardwareId = canonicalHardwareId(req.hardwareId);
   if (core.auth) await authorize(core.auth, ctx.requestHeader, hardwareId);
-  const stopped = core.replies.interrupt(hardwareId, "interrupted");
   core.metrics.interrupts++;
-  core.metrics.interruptedReplies += stopped.length;
+  const stopped = await interruptEverywhere(core, hardwareId);
   return {
     success: true,
     interruptedSessions: stopped,

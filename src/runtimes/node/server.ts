@@ -109,6 +109,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     await new Promise((r) => setTimeout(r, 20));
     for (const s of sessions) s.destroy();
     for (const socket of sockets) socket.destroy();
+    await core.replyBus.close();
     await core.store.close();
   }
 

@@ -1,10 +1,11 @@
 // ptt-edge on Node (memory store, echo workflow) as the bench starts it: like `npm start`, plus
 // a memory probe over the IPC channel (run with --expose-gc). Prints "LISTENING <port>".
 import process from "node:process";
+import { createJoseVerifier } from "../../src/auth/jose-verifier.js";
 import { configFromEnv } from "../../src/core/env-config.js";
 import { startNodeServer } from "../../src/runtimes/node/server.js";
 
-const config = configFromEnv(process.env);
+const config = configFromEnv(process.env, "other", { jwtVerifier: createJoseVerifier });
 const server = await startNodeServer({
   port: config.port,
   host: config.host,

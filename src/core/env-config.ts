@@ -1,4 +1,5 @@
-import { createStaticTokenAuth } from "./auth.js";
+import { createAuthenticator, type JwtVerifierFactory } from "./auth.js";
+import { AUTH_VARS, authSettingsFromEnv } from "./auth-config.js";
 import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "./limits.js";
 import type { BargeIn, PttCoreOptions } from "./ptt-core.js";
 import { VOICE_VARS, voiceSettingsFromEnv, type WorkflowName } from "./voice/voice-config.js";
@@ -26,7 +27,7 @@ export interface ServerConfig {
 const KNOWN_VARS = [
   "PTT_ALLOWED_ORIGINS",
   "PTT_BARGE_IN",
-  "PTT_AUTH_TOKENS",
+  ...AUTH_VARS,
   "PTT_GRACE_MS",
   "PTT_LOG_LEVEL",
   "PTT_END_MESSAGE",
@@ -45,11 +46,23 @@ export function limitEnvName(limit: keyof Limits): string {
   return `PTT_${LIMIT_NAMES[limit].toUpperCase()}`;
 }
 
+export interface ConfigDeps {
+  /**
+   * Verifies JWTs (src/auth/jose-verifier.ts): core has no JOSE library. Without it, a
+   * JWT setting fails the start rather than leaving auth off.
+   */
+  jwtVerifier?: JwtVerifierFactory;
+}
+
 /**
  * Reads the server's configuration from environment variables (any runtime's),
  * failing loudly with the variable's name rather than starting on a typo.
  */
-export function configFromEnv(env: Env, runtime: "workers" | "other" = "other"): ServerConfig {
+export function configFromEnv(
+  env: Env,
+  runtime: "workers" | "other" = "other",
+  deps: ConfigDeps = {},
+): ServerConfig {
   const known = new Set([
     ...KNOWN_VARS,
     ...Object.keys(DEFAULT_LIMITS).map((k) => limitEnvName(k as keyof Limits)),
@@ -69,7 +82,7 @@ export function configFromEnv(env: Env, runtime: "workers" | "other" = "other"):
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
   oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1");
   const { workflow, voice } = voiceSettingsFromEnv(env, runtime);
-  const tokens = env.PTT_AUTH_TOKENS ? parseTokens(env.PTT_AUTH_TOKENS) : undefined;
+  const authSettings = authSettingsFromEnv(env);
   const port = env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535);
   // Only Bun and Deno use it: PORT=65535 is fine on Node, and fails there when they start.
   const next = port === 0 ? 0 : port + 1;
@@ -94,7 +107,7 @@ export function configFromEnv(env: Env, runtime: "workers" | "other" = "other"):
       endMessage: env.PTT_END_MESSAGE || undefined,
       echoDelayMs:
         env.PTT_ECHO_DELAY_MS === undefined ? undefined : positiveInt(env, "PTT_ECHO_DELAY_MS", 0),
-      auth: tokens ? createStaticTokenAuth(tokens) : undefined,
+      auth: authSettings ? createAuthenticator(authSettings, deps.jwtVerifier) : undefined,
       // The default 127.0.0.1 is loopback: guard the bridge against DNS rebinding there.
       localOnly: /^(127\.|localhost$|::1$|\[::1\]$)/.test(env.HOST || "127.0.0.1"),
       allowedOrigins: (env.PTT_ALLOWED_ORIGINS ?? "")
@@ -120,22 +133,6 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
   if (raw === undefined || raw === "") return fallback;
   if ((allowed as readonly string[]).includes(raw)) return raw as T;
   throw new Error(`${name}: must be one of ${allowed.join(", ")}; got "${raw.slice(0, 40)}"`);
-}
-
-/** "hw1=token1,hw2=token2" -> token -> hardware id. */
-function parseTokens(raw: string): Map<string, string> {
-  const tokens = new Map<string, string>();
-  for (const pair of raw.split(",")) {
-    // Split on the first "=" only: base64 tokens end in "=" padding.
-    const at = pair.indexOf("=");
-    const hardwareId = pair.slice(0, at).trim();
-    const token = pair.slice(at + 1).trim();
-    if (at < 0 || !hardwareId || !token) {
-      throw new Error('PTT_AUTH_TOKENS: expected "hardware_id=token,..." pairs');
-    }
-    tokens.set(token, hardwareId);
-  }
-  return tokens;
 }
 
 /** The gRPC port of runtimes that need a second one (Bun, Deno), or why there is none. */

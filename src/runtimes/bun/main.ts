@@ -1,3 +1,4 @@
+import { createJoseVerifier } from "../../auth/jose-verifier.js";
 import { mountDemo } from "../../bridge/demo/routes.js";
 import {
   type BridgeConnection,
@@ -44,7 +45,7 @@ declare const Bun: {
   }): BunServer;
 };
 
-const config = configFromEnv(process.env);
+const config = configFromEnv(process.env, "other", { jwtVerifier: createJoseVerifier });
 const logger = createJsonLogger((line) => process.stdout.write(`${line}\n`), config.logLevel);
 const core = createPttCore({ ...config.core, logger });
 const shutdown = new AbortController();

@@ -1,3 +1,4 @@
+import { createJoseVerifier } from "../../auth/jose-verifier.js";
 import type { ServerConfig } from "../../core/env-config.js";
 import { configFromEnv, limitEnvName } from "../../core/env-config.js";
 import { createJsonLogger } from "../../core/json-logger.js";
@@ -39,7 +40,7 @@ export function configOf(env: Env): WorkersConfig {
   for (const [k, v] of Object.entries(env)) {
     if (typeof v === "string" && (k.startsWith("PTT_") || k.startsWith("OPENAI_"))) vars[k] = v;
   }
-  const config = configFromEnv(vars, "workers");
+  const config = configFromEnv(vars, "workers", { jwtVerifier: createJoseVerifier });
   const limits: Partial<Limits> = { ...config.core.limits };
   const clamped: string[] = [];
   for (const [key, cap] of Object.entries(WORKERS_LIMIT_CAPS) as [keyof Limits, number][]) {

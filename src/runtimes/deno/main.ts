@@ -1,3 +1,4 @@
+import { createJoseVerifier } from "../../auth/jose-verifier.js";
 import { mountDemo } from "../../bridge/demo/routes.js";
 import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
 import { BRIDGE_PATH, BridgeHub } from "../../bridge/server/bridge-hub.js";
@@ -32,7 +33,7 @@ declare const Deno: {
 };
 
 const env = Deno.env.toObject();
-const config = configFromEnv(env);
+const config = configFromEnv(env, "other", { jwtVerifier: createJoseVerifier });
 const utf8 = new TextEncoder();
 const logger = createJsonLogger(
   (line) => Deno.stdout.writeSync(utf8.encode(`${line}\n`)),

@@ -1,3 +1,4 @@
+import { createJoseVerifier } from "../../auth/jose-verifier.js";
 import { configFromEnv, type ServerConfig } from "../../core/env-config.js";
 import { createJsonLogger } from "../../core/json-logger.js";
 import { type NodeServer, startNodeServer } from "./server.js";
@@ -13,7 +14,7 @@ function fatal(what: string, err: unknown): never {
 
 let config: ServerConfig;
 try {
-  config = configFromEnv(process.env);
+  config = configFromEnv(process.env, "other", { jwtVerifier: createJoseVerifier });
 } catch (err) {
   fatal("invalid configuration", err);
 }

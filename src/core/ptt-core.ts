@@ -15,6 +15,7 @@ import { ReplyRegistry } from "./reply-registry.js";
 import { applyRemoteStop, localReplyBus } from "./reply-stops.js";
 import { createMemoryStore } from "./stores/memory-store.js";
 import { systemClock } from "./system-clock.js";
+import { createOpenAiWorkflow } from "./voice/openai-workflow.js";
 import type { VoiceSettings } from "./voice/voice-config.js";
 import { createEchoWorkflow } from "./workflows/echo.js";
 
@@ -101,13 +102,24 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
   const memory =
     options.memory ??
     createInProcessMemory({ bounds: options.voice?.memory ?? DEFAULT_MEMORY_BOUNDS, clock });
+  const logger = options.logger ?? silentLogger;
+  const voice = options.voice;
   const core: PttCore = {
     limits,
     clock,
     store,
     memory,
-    workflow: options.workflow ?? createEchoWorkflow({ clock, delayMs: options.echoDelayMs ?? 0 }),
-    logger: options.logger ?? silentLogger,
+    workflow:
+      options.workflow ??
+      (voice?.workflow === "openai"
+        ? createOpenAiWorkflow(voice, {
+            // Looked up per call, so a runtime or test that wraps fetch later is honoured.
+            fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+            memory,
+            logger,
+          })
+        : createEchoWorkflow({ clock, delayMs: options.echoDelayMs ?? 0 })),
+    logger,
     auth: options.auth,
     bargeIn: options.bargeIn ?? "press",
     endMessage: options.endMessage ?? "RESPONSE_COMPLETED",

@@ -80,7 +80,7 @@ describe("openai workflow: audio holds", () => {
     const file = v.fake.to("/v1/audio/transcriptions").at(-1)?.form?.file;
     expect(file?.name).toBe("audio.webm");
     expect(file?.type).toBe("audio/webm");
-    expect(file?.data).toEqual(new Uint8Array([...parts[0]!, ...parts[1]!, ...parts[2]!]));
+    expect(file?.data).toEqual(new Uint8Array(parts.flatMap((p) => [...p])));
   });
 
   it("refuses a hold that mixes audio kinds", async () => {

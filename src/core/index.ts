@@ -11,11 +11,26 @@ export { createFetchApp, type FetchAppOptions, type FetchHandler } from "./fetch
 export { createHttpApp } from "./http-app.js";
 export { createJsonLogger, type LogLevel } from "./json-logger.js";
 export { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "./limits.js";
+export {
+  createDenoKvMemory,
+  type DenoKvMemoryOptions,
+  type MemoryKv,
+} from "./memory/deno-kv-memory.js";
+export { createInProcessMemory } from "./memory/in-process-memory.js";
+export {
+  appendBounded,
+  DEFAULT_MEMORY_BOUNDS,
+  type MemoryBounds,
+  type MemoryTurn,
+  turnsOf,
+} from "./memory/turns.js";
 export type {
   CancelResult,
   Clock,
   CollectResult,
+  ConversationMemory,
   Logger,
+  ReplyContext,
   ReplyPart,
   SessionStore,
   StoreStats,
@@ -37,4 +52,8 @@ export {
   type StreamingHandlers,
 } from "./streaming-service.js";
 export { systemClock } from "./system-clock.js";
+export { createOpenAiWorkflow, type VoiceDeps } from "./voice/openai-workflow.js";
+export type { ChatMessage, ChatModel, SpeechSynth, Transcriber } from "./voice/ports.js";
+export type { VoiceSettings, WorkflowName } from "./voice/voice-config.js";
+export { createVoiceWorkflow, type VoiceWorkflowOptions } from "./voice/voice-workflow.js";
 export { createEchoWorkflow, type EchoOptions } from "./workflows/echo.js";

@@ -5,9 +5,12 @@ import { BRIDGE_PATH, BridgeHub } from "../../bridge/server/bridge-hub.js";
 import { configFromEnv, requireGrpcPort } from "../../core/env-config.js";
 import { createFetchApp } from "../../core/fetch-app.js";
 import { createJsonLogger } from "../../core/json-logger.js";
+import { createDenoKvMemory } from "../../core/memory/deno-kv-memory.js";
+import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
 import { createPttCore } from "../../core/ptt-core.js";
 import { finishReplies } from "../../core/shutdown.js";
 import { createDenoKvStore, type DenoKv } from "../../core/stores/deno-kv-store.js";
+import { systemClock } from "../../core/system-clock.js";
 import { listenH2c } from "../node/h2c-server.js";
 
 // The few Deno APIs used here, declared rather than pulling Deno's types into the Node build.
@@ -47,6 +50,14 @@ const core = createPttCore({
   ...config.core,
   logger,
   store: kv ? (deps) => createDenoKvStore({ kv, ...deps }) : undefined,
+  // The voice workflow's per-device memory lives beside the sessions: it survives restarts too.
+  memory: kv
+    ? createDenoKvMemory({
+        kv,
+        bounds: config.core.voice?.memory ?? DEFAULT_MEMORY_BOUNDS,
+        clock: systemClock,
+      })
+    : undefined,
 });
 const shutdown = new AbortController();
 const app = createFetchApp(core, { shutdownSignal: shutdown.signal, extend: mountDemo });

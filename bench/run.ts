@@ -50,8 +50,8 @@ const SCRIPTS: Record<Kind, Record<Runtime, string>> = {
   },
   ptt: {
     node: "bench/servers/ptt-node.ts",
-    bun: "src/runtimes/bun/main.ts",
-    deno: "src/runtimes/deno/main.ts",
+    bun: "src/bin/bun.ts",
+    deno: "src/bin/deno.ts",
   },
   "ptt-slow": { node: "bench/servers/ptt-node.ts", bun: "", deno: "" },
 };

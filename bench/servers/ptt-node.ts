@@ -10,6 +10,7 @@ const server = await startNodeServer({
   port: config.port,
   host: config.host,
   config: config.core,
+  grpcFastPath: config.grpcFastPath,
   graceMs: 0,
 });
 process.stdout.write(`LISTENING ${server.port}\n`);

@@ -21,6 +21,8 @@ export interface ServerConfig {
   store: "memory" | "deno-kv";
   /** PTT_WORKFLOW: echo (default), openai, workers-ai (Workers only). */
   workflow: WorkflowName;
+  /** PTT_GRPC_FAST_PATH: node:http2 runtimes serve plain gRPC calls without connect's pipeline. */
+  grpcFastPath: boolean;
   core: PttCoreOptions;
 }
 
@@ -32,9 +34,8 @@ const KNOWN_VARS = [
   "PTT_LOG_LEVEL",
   "PTT_END_MESSAGE",
   "PTT_ECHO_DELAY_MS",
-  // Read by the node:http2 runtimes (grpc-fast-path.ts); checked here so a typo fails loudly.
   "PTT_GRPC_FAST_PATH",
-  // Read by the Deno runtime (src/runtimes/deno/main.ts): the session store.
+  // The session store (src/bin/deno.ts opens Deno KV).
   "PTT_STORE",
   "PTT_DENO_KV_PATH",
   // The voice workflow's (voice/voice-config.ts).
@@ -80,7 +81,7 @@ export function configFromEnv(
     if (env[name] !== undefined) limits[key] = positiveInt(env, name);
   }
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
-  oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1");
+  const grpcFastPath = oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1") === "1";
   const { workflow, voice } = voiceSettingsFromEnv(env, runtime);
   const authSettings = authSettingsFromEnv(env);
   const port = env.PORT === undefined ? 8080 : positiveInt(env, "PORT", 0, 65535);
@@ -100,6 +101,7 @@ export function configFromEnv(
     logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     store: oneOf(env, "PTT_STORE", ["memory", "deno-kv"] as const, "memory"),
     workflow,
+    grpcFastPath,
     core: {
       voice,
       limits,

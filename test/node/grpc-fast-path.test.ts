@@ -21,7 +21,6 @@ import {
 import { FastHandlerContext } from "../../src/runtimes/node/fast-context.js";
 import {
   createGrpcFastPath,
-  grpcFastPathFromEnv,
   installStreamHandler,
 } from "../../src/runtimes/node/grpc-fast-path.js";
 import { RUNTIME_COMMANDS } from "../support/spawn-runtime.js";
@@ -405,9 +404,9 @@ describe("gRPC fast path vs connect's gRPC handler", () => {
 
 describe("PTT_GRPC_FAST_PATH", () => {
   it("is on unless PTT_GRPC_FAST_PATH=0", () => {
-    expect(grpcFastPathFromEnv({})).toBe(true);
-    expect(grpcFastPathFromEnv({ PTT_GRPC_FAST_PATH: "1" })).toBe(true);
-    expect(grpcFastPathFromEnv({ PTT_GRPC_FAST_PATH: "0" })).toBe(false);
+    expect(configFromEnv({}).grpcFastPath).toBe(true);
+    expect(configFromEnv({ PTT_GRPC_FAST_PATH: "1" }).grpcFastPath).toBe(true);
+    expect(configFromEnv({ PTT_GRPC_FAST_PATH: "0" }).grpcFastPath).toBe(false);
   });
 
   it("is a known setting, and only 0 or 1", () => {

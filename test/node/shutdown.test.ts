@@ -198,7 +198,7 @@ describe("node: graceful shutdown", () => {
   // server.ts tracks sockets only from there on. A connection that is open but has not sent
   // a byte (or only part of the h2 preface) is in neither set, so close() resolves and
   // leaves it open: the listener never finishes closing and an in-process embedder keeps a
-  // live socket (main.ts hides it with process.exit). Nothing times such a socket out either.
+  // live socket (the entry point hides it with process.exit). Nothing times such a socket out either.
   it("close() also closes connections that have not sent a byte yet", async () => {
     const { server } = await start(1_000);
     const silent = net.connect({ port: server.port, host: "127.0.0.1" });

@@ -14,10 +14,10 @@ import {
   streamAudio,
 } from "../contract/calls.js";
 
-// The newcomer path: `PORT=0 npm start` (tsx src/runtimes/node/main.ts) as a real process.
+// The newcomer path: `PORT=0 npm start` (tsx src/bin/node.ts) as a real process.
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const TSX = path.join(ROOT, "node_modules", ".bin", "tsx");
-const MAIN = path.join("src", "runtimes", "node", "main.ts");
+const MAIN = path.join("src", "bin", "node.ts");
 
 interface Running {
   child: ChildProcess;
@@ -29,7 +29,7 @@ interface Running {
 
 const children: ChildProcess[] = [];
 afterEach(() => {
-  // tsx runs main.ts in a child of its own: a test that fails midway kills the whole group.
+  // tsx runs the entry point in a child of its own: a test that fails midway kills the whole group.
   for (const child of children.splice(0)) {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       try {
@@ -98,7 +98,7 @@ function within<T>(p: Promise<T>, ms: number): Promise<T | "timeout"> {
   return Promise.race([p, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), ms))]);
 }
 
-describe("node: npm start (tsx src/runtimes/node/main.ts)", () => {
+describe("node: npm start (tsx src/bin/node.ts)", () => {
   it("starts with PORT=0, serves a round trip over gRPC and exits 0 on SIGTERM", async () => {
     const p = run({ PORT: "0" });
     const url = await listeningUrl(p);

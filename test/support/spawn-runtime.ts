@@ -17,7 +17,7 @@ export interface SpawnedRuntime {
 
 /** The command that starts each runtime from its npm binary (the PID we kill is the server). */
 export const RUNTIME_COMMANDS = {
-  bun: [resolve(ROOT, "node_modules/.bin/bun"), "src/runtimes/bun/main.ts"],
+  bun: [resolve(ROOT, "node_modules/.bin/bun"), "src/bin/bun.ts"],
   deno: [
     resolve(ROOT, "node_modules/deno/deno"),
     "run",
@@ -25,7 +25,7 @@ export const RUNTIME_COMMANDS = {
     "--allow-env",
     "--allow-read",
     "--allow-sys",
-    "src/runtimes/deno/main.ts",
+    "src/bin/deno.ts",
   ],
 } as const;
 

@@ -1,8 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import type { BridgeHandlers } from "../../bridge/server/bridge-connection.js";
-import { BRIDGE_PATH, BridgeHub, type BridgeUpgrade } from "../../bridge/server/bridge-hub.js";
+import { BRIDGE_PATH, type BridgeHub, type BridgeUpgrade } from "../../bridge/server/bridge-hub.js";
 import { selectProtocol } from "../../bridge/server/handshake.js";
 import type { BridgeSocket } from "../../bridge/server/socket-port.js";
 
@@ -14,8 +13,8 @@ const KEEPALIVE_MS = 30_000;
  * ping/pong. Everything about frames and calls happens in BridgeConnection, and the
  * upgrade checks and shutdown order in BridgeHub.
  */
-export function createNodeBridge(handlers: BridgeHandlers) {
-  const hub = new BridgeHub(handlers);
+export function createNodeBridge(hub: BridgeHub) {
+  const { handlers } = hub;
   const wss = new WebSocketServer({
     noServer: true,
     // ws closes over-size frames with 1009 before buffering them.
@@ -89,14 +88,9 @@ export function createNodeBridge(handlers: BridgeHandlers) {
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, checked, socket));
       return true;
     },
-    /** Shutdown, first step: new bridge calls get CallEnd unavailable; running ones go on. */
-    stopAccepting(): void {
-      hub.stopAccepting();
-    },
-    /** Shutdown, last step (after the replies finished): closes every bridge socket (1001). */
-    async close(): Promise<void> {
+    /** Shutdown (the hub's own steps run in the server's shutdown): stops the ping timer. */
+    stopKeepalive(): void {
       clearInterval(keepalive);
-      await hub.close();
       wss.close();
     },
   };

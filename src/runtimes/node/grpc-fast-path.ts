@@ -71,11 +71,6 @@ export function installStreamHandler(server: http2.Http2Server, handle: StreamHa
   return true;
 }
 
-/** `PTT_GRPC_FAST_PATH=0` turns the fast path off; unset or 1 leaves it on. */
-export function grpcFastPathFromEnv(env: Readonly<Record<string, string | undefined>>): boolean {
-  return env.PTT_GRPC_FAST_PATH !== "0";
-}
-
 /** connect's compressionNegotiate for an identity request, memoised per grpc-accept-encoding. */
 function negotiator(accept: Compression[]): (accepted: string | null) => Compression | null {
   const known = new Map<string | null, Compression | null>();

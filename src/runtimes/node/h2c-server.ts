@@ -1,10 +1,9 @@
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import process from "node:process";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
 import { routes } from "../../core/streaming-service.js";
-import { grpcFastPathFromEnv, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
+import { installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
 
 export interface H2cServer {
   readonly url: string;
@@ -22,7 +21,7 @@ export async function listenH2c(
   port: number,
   host: string,
   shutdownSignal: AbortSignal,
-  /** grpcFastPath: see NodeServerOptions; default on unless PTT_GRPC_FAST_PATH=0. */
+  /** grpcFastPath: see NodeServerOptions; default on. */
   options: { grpcFastPath?: boolean } = {},
 ): Promise<H2cServer> {
   const server = http2.createServer(
@@ -33,7 +32,7 @@ export async function listenH2c(
       shutdownSignal,
     }),
   );
-  if (options.grpcFastPath ?? grpcFastPathFromEnv(process.env)) {
+  if (options.grpcFastPath ?? true) {
     installStreamHandler(server, pttGrpcFastPath(core, shutdownSignal));
   }
   const sessions = new Set<http2.Http2Session>();

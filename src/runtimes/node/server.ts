@@ -3,14 +3,11 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
-import { mountDemo } from "../../bridge/demo/routes.js";
-import { createBridgeHandlers } from "../../bridge/server/bridge-connection.js";
-import { createHttpApp } from "../../core/http-app.js";
-import { createPttCore, type PttCore, type PttCoreOptions } from "../../core/ptt-core.js";
-import { finishReplies } from "../../core/shutdown.js";
+import type { PttCore, PttCoreOptions } from "../../core/ptt-core.js";
 import { routes } from "../../core/streaming-service.js";
+import { createPttServer, type PttServer } from "../../server/ptt-server.js";
 import { createNodeBridge } from "./bridge-ws.js";
-import { grpcFastPathFromEnv, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
+import { installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
 import { createOnePortServer } from "./one-port.js";
 
 type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
@@ -22,10 +19,7 @@ export interface NodeServerOptions {
   config?: PttCoreOptions;
   /** How long running replies may finish on shutdown before they are cancelled. */
   graceMs?: number;
-  /**
-   * Serve uncompressed binary gRPC calls through the fast path (grpc-fast-path.ts) instead of
-   * connect's pipeline. Default: on, unless PTT_GRPC_FAST_PATH=0.
-   */
+  /** Serve uncompressed binary gRPC calls through the fast path (grpc-fast-path.ts). Default on. */
   grpcFastPath?: boolean;
 }
 
@@ -37,29 +31,38 @@ export interface NodeServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** A server on Node from core options (tests, embedding): createPttServer + serveNode. */
+export function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
+  const server = createPttServer({
+    core: options.config,
+    graceMs: options.graceMs,
+    grpcFastPath: options.grpcFastPath,
+  });
+  return serveNode(server, options);
+}
+
 /**
  * ptt-edge on Node: gRPC (h2c), Connect (HTTP/1.1 and HTTP/2), gRPC-Web and the
  * WebSocket bridge (/v1/bridge) on one port, with the Hono app for /healthz,
- * /readyz and /metrics.
+ * /readyz, /metrics and the demo. Translation only: the server owns the lifecycle.
  */
-export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
-  const core = createPttCore(options.config);
-  const shutdown = new AbortController();
-  const app = createHttpApp(core);
-  mountDemo(app);
+export async function serveNode(
+  server: PttServer,
+  options: { port?: number; host?: string } = {},
+): Promise<NodeServer> {
+  const { core } = server;
   const handler = connectNodeAdapter({
     routes: routes(core),
     readMaxBytes: core.limits.maxRequestBytes,
-    shutdownSignal: shutdown.signal,
+    shutdownSignal: server.shutdownSignal,
     // Hono's listener takes both request kinds; its types name the http2 ones differently.
-    fallback: getRequestListener(app.fetch) as unknown as Fallback,
+    fallback: getRequestListener(server.httpApp().fetch) as unknown as Fallback,
   });
-  const bridge = createNodeBridge(createBridgeHandlers(core));
-  let draining = false;
-  // After close() starts, a kept-alive HTTP/1.1 connection may still bring a request: answer
+  const bridge = createNodeBridge(server.bridge);
+  // After shutdown starts, a kept-alive HTTP/1.1 connection may still bring a request: answer
   // 503 (UNAVAILABLE to Connect and gRPC-Web clients) and close it, before the store is touched.
   const h1 = http.createServer((req, res) => {
-    if (!draining) return void handler(req, res);
+    if (!server.draining) return void handler(req, res);
     res.writeHead(503, { connection: "close", "content-type": "text/plain" });
     res.end("shutting down\n");
   });
@@ -71,9 +74,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     );
   });
   const h2 = http2.createServer({}, handler);
-  if (options.grpcFastPath ?? grpcFastPathFromEnv(process.env)) {
-    installStreamHandler(h2, pttGrpcFastPath(core, shutdown.signal));
-  }
+  if (server.grpcFastPath) installStreamHandler(h2, pttGrpcFastPath(core, server.shutdownSignal));
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<Socket>();
   h2.on("session", (s) => {
@@ -91,35 +92,25 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   });
   const { port, address, family } = tcp.address() as AddressInfo;
   const hostPart = family === "IPv6" ? `[${address}]` : address;
-  let closing: Promise<void> | undefined;
-
-  async function close(graceMs = options.graceMs ?? 10_000): Promise<void> {
-    draining = true;
-    tcp.close();
-    destroyUndecided();
-    // Bridge sockets stay open for their running replies, but take no new call (unavailable).
-    bridge.stopAccepting();
-    // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
-    for (const s of sessions) s.close();
-    h1.closeIdleConnections();
-    await finishReplies(core, graceMs);
-    shutdown.abort();
-    // After the replies: each bridge socket closes (1001) once its last CallEnd is sent.
-    await bridge.close();
-    await new Promise((r) => setTimeout(r, 20));
-    for (const s of sessions) s.destroy();
-    for (const socket of sockets) socket.destroy();
-    await core.replyBus.close();
-    await core.store.close();
-  }
-
+  server.listen({
+    stopAccepting() {
+      tcp.close();
+      destroyUndecided();
+      // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
+      for (const s of sessions) s.close();
+      h1.closeIdleConnections();
+    },
+    async closeConnections() {
+      bridge.stopKeepalive();
+      await new Promise((r) => setTimeout(r, 20));
+      for (const s of sessions) s.destroy();
+      for (const socket of sockets) socket.destroy();
+    },
+  });
   return {
     url: `http://${hostPart}:${port}`,
     port,
     core,
-    close: (graceMs) => {
-      closing ??= close(graceMs);
-      return closing;
-    },
+    close: (graceMs) => server.shutdown(graceMs),
   };
 }

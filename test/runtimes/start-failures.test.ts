@@ -40,48 +40,51 @@ function run(
   });
 }
 
-describe.each(["node", "bun", "deno"])("%s: a failed start is one line and exit code 2", (runtime) => {
-  let busy: net.Server;
-  let busyPort: number;
+describe.each(["node", "bun", "deno"])(
+  "%s: a failed start is one line and exit code 2",
+  (runtime) => {
+    let busy: net.Server;
+    let busyPort: number;
 
-  beforeAll(async () => {
-    busy = net.createServer();
-    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
-    busyPort = (busy.address() as net.AddressInfo).port;
-  });
-  afterAll(async () => {
-    await new Promise((r) => busy.close(r));
-  });
+    beforeAll(async () => {
+      busy = net.createServer();
+      await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+      busyPort = (busy.address() as net.AddressInfo).port;
+    });
+    afterAll(async () => {
+      await new Promise((r) => busy.close(r));
+    });
 
-  it("a bad setting names the variable", async () => {
-    const { code, stderr } = await run(runtime, { PORT: "0", PTT_BARGE_IN: "sometimes" });
-    expect(code).toBe(2);
-    expect(stderr).toBe(
-      'ptt-edge: invalid configuration: PTT_BARGE_IN: must be one of press, commit, off; got "sometimes"\n',
-    );
-  }, 40_000);
+    it("a bad setting names the variable", async () => {
+      const { code, stderr } = await run(runtime, { PORT: "0", PTT_BARGE_IN: "sometimes" });
+      expect(code).toBe(2);
+      expect(stderr).toBe(
+        'ptt-edge: invalid configuration: PTT_BARGE_IN: must be one of press, commit, off; got "sometimes"\n',
+      );
+    }, 40_000);
 
-  it("a typo'd variable is named", async () => {
-    const { code, stderr } = await run(runtime, { PORT: "0", PTT_BARGEIN: "off" });
-    expect(code).toBe(2);
-    expect(stderr.split("\n")).toHaveLength(2);
-    expect(stderr).toMatch(/^ptt-edge: invalid configuration: PTT_BARGEIN: unknown setting/);
-  }, 40_000);
-
-  it("a busy port names the address", async () => {
-    const { code, stderr } = await run(runtime, { PORT: String(busyPort), GRPC_PORT: "0" });
-    expect(code).toBe(2);
-    expect(stderr.split("\n")).toHaveLength(2);
-    expect(stderr).toMatch(new RegExp(`^ptt-edge: cannot listen on 127\\.0\\.0\\.1:${busyPort}`));
-    expect(stderr).not.toContain("    at ");
-  }, 40_000);
-
-  if (runtime !== "node") {
-    it("a busy gRPC port names it too", async () => {
-      const { code, stderr } = await run(runtime, { PORT: "0", GRPC_PORT: String(busyPort) });
+    it("a typo'd variable is named", async () => {
+      const { code, stderr } = await run(runtime, { PORT: "0", PTT_BARGEIN: "off" });
       expect(code).toBe(2);
       expect(stderr.split("\n")).toHaveLength(2);
-      expect(stderr).toMatch(new RegExp(`^ptt-edge: cannot listen on .*gRPC ${busyPort}`));
+      expect(stderr).toMatch(/^ptt-edge: invalid configuration: PTT_BARGEIN: unknown setting/);
     }, 40_000);
-  }
-});
+
+    it("a busy port names the address", async () => {
+      const { code, stderr } = await run(runtime, { PORT: String(busyPort), GRPC_PORT: "0" });
+      expect(code).toBe(2);
+      expect(stderr.split("\n")).toHaveLength(2);
+      expect(stderr).toMatch(new RegExp(`^ptt-edge: cannot listen on 127\\.0\\.0\\.1:${busyPort}`));
+      expect(stderr).not.toContain("    at ");
+    }, 40_000);
+
+    if (runtime !== "node") {
+      it("a busy gRPC port names it too", async () => {
+        const { code, stderr } = await run(runtime, { PORT: "0", GRPC_PORT: String(busyPort) });
+        expect(code).toBe(2);
+        expect(stderr.split("\n")).toHaveLength(2);
+        expect(stderr).toMatch(new RegExp(`^ptt-edge: cannot listen on .*gRPC ${busyPort}`));
+      }, 40_000);
+    }
+  },
+);

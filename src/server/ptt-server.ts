@@ -5,11 +5,7 @@ import { BridgeHub } from "../bridge/server/bridge-hub.js";
 import type { ServerConfig } from "../core/env-config.js";
 import { createFetchApp, type FetchHandler } from "../core/fetch-app.js";
 import { createHttpApp } from "../core/http-app.js";
-import {
-  createPttCore,
-  type PttCore,
-  type PttCoreOptions,
-} from "../core/ptt-core.js";
+import { createPttCore, type PttCore, type PttCoreOptions } from "../core/ptt-core.js";
 import { finishReplies } from "../core/shutdown.js";
 
 /** What a server is built from: a parsed configuration, or just core options (tests, embedding). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createWorkersAiWorkflow, sseTokens } from "../../src/runtimes/cloudflare/workers-ai.js";
+import { createWorkersAiChat, sseTokens } from "../../src/runtimes/cloudflare/workers-ai.js";
 
 /** A byte stream cut at the given offsets, as a network would deliver it. */
 function chunked(text: string, cuts: number[]): ReadableStream<Uint8Array> {
@@ -69,9 +69,9 @@ describe("Workers AI workflow: server-sent tokens", () => {
     expect(String(cancelled)).toContain("interrupted");
   });
 
-  it("sends the committed text as the user's message and streams the reply as text parts", async () => {
+  it("sends the messages (text contents only) and streams the reply's tokens", async () => {
     const calls: unknown[] = [];
-    const workflow = createWorkersAiWorkflow(
+    const chat = createWorkersAiChat(
       {
         async run(model, input) {
           calls.push({ model, input });
@@ -80,26 +80,29 @@ describe("Workers AI workflow: server-sent tokens", () => {
       },
       "@cf/test/model",
     );
-    const parts = [];
-    const turn = {
-      turnId: "t",
-      hardwareId: "d",
-      sessionId: "s",
-      text: "hello",
-      audio: [],
-      chunks: 1,
-      heldMs: 1,
-    };
-    for await (const p of workflow(turn, new AbortController().signal)) parts.push(p);
-    expect(parts).toEqual([
-      { kind: "text", text: "Bonjour" },
-      { kind: "text", text: ", ça va" },
-      { kind: "text", text: " ?" },
-    ]);
-    expect(calls).toMatchObject([
+    const tokens = [];
+    const messages = [
+      { role: "system" as const, content: "S" },
+      {
+        role: "user" as const,
+        content: [
+          { type: "text" as const, text: "hello" },
+          { type: "image_url" as const, image_url: { url: "data:image/png;base64,AA" } },
+        ],
+      },
+    ];
+    for await (const t of chat.stream(messages, new AbortController().signal)) tokens.push(t);
+    expect(tokens).toEqual(["Bonjour", ", ça va", " ?"]);
+    expect(calls).toEqual([
       {
         model: "@cf/test/model",
-        input: { stream: true, messages: [{ role: "system" }, { role: "user", content: "hello" }] },
+        input: {
+          stream: true,
+          messages: [
+            { role: "system", content: "S" },
+            { role: "user", content: "hello" },
+          ],
+        },
       },
     ]);
   });

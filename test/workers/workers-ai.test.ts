@@ -1,16 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { CommittedTurn } from "../../src/core/session.js";
-import { createWorkersAiWorkflow } from "../../src/runtimes/cloudflare/workers-ai.js";
+import type { ChatMessage } from "../../src/core/voice/ports.js";
+import { createWorkersAiChat } from "../../src/runtimes/cloudflare/workers-ai.js";
 
-const TURN: CommittedTurn = {
-  turnId: "t",
-  hardwareId: "d",
-  sessionId: "s",
-  text: "hello",
-  audio: [],
-  chunks: 1,
-  heldMs: 1,
-};
+const MESSAGES: ChatMessage[] = [{ role: "user", content: "hello" }];
 
 /** A model's endless SSE stream: how many chunks were pulled, and why it was cancelled. */
 function endlessModel() {
@@ -30,15 +22,15 @@ function endlessModel() {
 
 // The model's stream must stop when the reply does: an uncancelled Workers AI stream
 // keeps generating (and billing) tokens nobody reads. Regression (was a defect).
-describe("Workers AI workflow: the model's stream is cancelled when the reply stops", () => {
+describe("Workers AI chat: the model's stream is cancelled when the reply stops", () => {
   it("the reply is stopped while the model is still being asked: its stream is cancelled on arrival", async () => {
     const { stream, seen } = endlessModel();
     let answer!: (s: ReadableStream<Uint8Array>) => void;
-    const workflow = createWorkersAiWorkflow({
+    const chat = createWorkersAiChat({
       run: () => new Promise((resolve) => (answer = resolve)),
     });
     const reply = new AbortController();
-    const next = workflow(TURN, reply.signal)[Symbol.asyncIterator]().next();
+    const next = chat.stream(MESSAGES, reply.signal)[Symbol.asyncIterator]().next();
     reply.abort(new Error("interrupted"));
     answer(stream);
     await expect(next).rejects.toThrow("interrupted");
@@ -48,16 +40,13 @@ describe("Workers AI workflow: the model's stream is cancelled when the reply st
 
   it("a consumer that stops reading (no abort) cancels the stream", async () => {
     const { stream, seen } = endlessModel();
-    const workflow = createWorkersAiWorkflow({ run: async () => stream });
+    const chat = createWorkersAiChat({ run: async () => stream });
     const parts = [];
-    for await (const part of workflow(TURN, new AbortController().signal)) {
+    for await (const part of chat.stream(MESSAGES, new AbortController().signal)) {
       parts.push(part);
       if (parts.length === 2) break;
     }
-    expect(parts).toEqual([
-      { kind: "text", text: "t1 " },
-      { kind: "text", text: "t2 " },
-    ]);
+    expect(parts).toEqual(["t1 ", "t2 "]);
     expect(seen.wasCancelled).toBe(true);
   });
 
@@ -73,10 +62,10 @@ describe("Workers AI workflow: the model's stream is cancelled when the reply st
         wasCancelled = true;
       },
     });
-    const workflow = createWorkersAiWorkflow({ run: async () => stream });
+    const chat = createWorkersAiChat({ run: async () => stream });
     const parts = [];
-    for await (const part of workflow(TURN, new AbortController().signal)) parts.push(part);
-    expect(parts).toEqual([{ kind: "text", text: "all" }]);
+    for await (const part of chat.stream(MESSAGES, new AbortController().signal)) parts.push(part);
+    expect(parts).toEqual(["all"]);
     expect(wasCancelled).toBe(true);
   });
 });

@@ -10,11 +10,15 @@ import {
   selectProtocol,
 } from "../../bridge/server/handshake.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
+import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
+import type { Workflow } from "../../core/ports.js";
 import { createPttCore, type PttCore, type StoreFactory } from "../../core/ptt-core.js";
 import { createMemoryStore } from "../../core/stores/memory-store.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
+import { systemClock } from "../../core/system-clock.js";
 import { AlarmClock } from "./alarm-clock.js";
 import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
+import { createDurableMemory } from "./durable-memory.js";
 import { configOf, type Env, loggerOf } from "./env.js";
 import { lengthPrefixed } from "./frame-stream.js";
 import { createKvJournal } from "./kv-journal.js";
@@ -46,19 +50,24 @@ export class DeviceObject extends DurableObject<Env> {
     const clock = this.clock;
     const store: StoreFactory = ({ limits, onExpired }) =>
       createMemoryStore({ limits, clock, onExpired, journal: createKvJournal(kv) });
-    const ai = env.PTT_WORKFLOW === "workers-ai" ? env.AI : undefined;
-    if (env.PTT_WORKFLOW === "workers-ai" && !ai) {
-      throw new Error('PTT_WORKFLOW: "workers-ai" needs the AI binding ([ai] binding = "AI")');
+    // The voice workflow's memory lives in this object's storage: it survives restarts.
+    const memory = createDurableMemory(
+      kv,
+      config.core.voice?.memory ?? DEFAULT_MEMORY_BOUNDS,
+      systemClock,
+    );
+    let workflow: Workflow | undefined;
+    if (config.workflow === "workers-ai" && config.core.voice) {
+      if (!env.AI) {
+        throw new Error('PTT_WORKFLOW: "workers-ai" needs the AI binding ([ai] binding = "AI")');
+      }
+      workflow = createWorkersAiWorkflow(env.AI, config.core.voice, {
+        fetch: (input, init) => fetch(input, init),
+        memory,
+        logger,
+      });
     }
-    const workflow = ai
-      ? createWorkersAiWorkflow(
-          ai,
-          typeof env.PTT_AI_MODEL === "string" ? env.PTT_AI_MODEL : undefined,
-        )
-      : undefined;
-    // The alarm is the store's alone (one timer: its sweeper). The core and the workflow
-    // (the echo's pauses) use ordinary timers, which run while the object serves the reply.
-    const core = createPttCore({ ...config.core, store, workflow, logger });
+    const core = createPttCore({ ...config.core, store, workflow, memory, logger });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);

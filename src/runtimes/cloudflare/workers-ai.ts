@@ -1,4 +1,7 @@
-import type { ReplyPart, Workflow } from "../../core/ports.js";
+import type { Workflow } from "../../core/ports.js";
+import { createOpenAiWorkflow, type VoiceDeps } from "../../core/voice/openai-workflow.js";
+import type { ChatMessage, ChatModel, Transcriber } from "../../core/voice/ports.js";
+import type { VoiceSettings } from "../../core/voice/voice-config.js";
 
 /** The slice of the Workers AI binding used here. */
 export interface AiBinding {
@@ -6,27 +9,61 @@ export interface AiBinding {
 }
 
 export const DEFAULT_AI_MODEL = "@cf/meta/llama-3.1-8b-instruct";
+export const DEFAULT_WHISPER_MODEL = "@cf/openai/whisper";
 
 /**
- * Replies with a Workers AI text model, streamed: the committed text is the user's
- * message, each streamed token a text_chunk. When the reply is stopped (interrupt,
- * cancel, the client gone), the model's stream is cancelled so its tokens stop too,
- * even if that happens while the model is still being asked.
+ * PTT_WORKFLOW=workers-ai: the voice workflow (sentences, memory, speech through PTT_TTS_* when
+ * set) with a Workers AI text model for the reply and Workers AI's whisper for audio holds.
  */
-export function createWorkersAiWorkflow(ai: AiBinding, model = DEFAULT_AI_MODEL): Workflow {
-  return async function* workersAi(turn, signal): AsyncGenerator<ReplyPart> {
-    const stream = (await ai.run(model, {
-      messages: [
-        {
-          role: "system",
-          content: "You are a voice assistant. Answer briefly, in plain sentences.",
-        },
-        { role: "user", content: turn.text },
-      ],
-      stream: true,
-    })) as ReadableStream<Uint8Array>;
-    for await (const text of sseTokens(stream, signal)) yield { kind: "text", text };
+export function createWorkersAiWorkflow(
+  ai: AiBinding,
+  voice: VoiceSettings,
+  deps: Omit<VoiceDeps, "chat" | "transcriber">,
+): Workflow {
+  return createOpenAiWorkflow(voice, {
+    ...deps,
+    chat: createWorkersAiChat(ai, voice.llm.model),
+    transcriber: createWorkersAiTranscriber(ai, voice.stt?.model),
+  });
+}
+
+/**
+ * A Workers AI text model, streamed. When the reply is stopped (interrupt, cancel, the client
+ * gone), the model's stream is cancelled so its tokens stop too, even if that happens while
+ * the model is still being asked.
+ */
+export function createWorkersAiChat(ai: AiBinding, model = DEFAULT_AI_MODEL): ChatModel {
+  return {
+    async *stream(messages, signal) {
+      const stream = (await ai.run(model, {
+        // Workers AI text models take string contents: an image part is left out.
+        messages: messages.map((m) => ({ role: m.role, content: textOf(m.content) })),
+        stream: true,
+      })) as ReadableStream<Uint8Array>;
+      yield* sseTokens(stream, signal);
+    },
   };
+}
+
+/** Workers AI's whisper: the audio file's bytes in, `text` out. */
+export function createWorkersAiTranscriber(
+  ai: AiBinding,
+  model = DEFAULT_WHISPER_MODEL,
+): Transcriber {
+  return {
+    async transcribe(audio, signal) {
+      signal.throwIfAborted();
+      const out = (await ai.run(model, { audio: [...audio.data] })) as { text?: unknown };
+      signal.throwIfAborted();
+      if (typeof out?.text !== "string") throw new Error("whisper answered without text");
+      return out.text;
+    },
+  };
+}
+
+function textOf(content: ChatMessage["content"]): string {
+  if (typeof content === "string") return content;
+  return content.map((p) => (p.type === "text" ? p.text : "")).join("");
 }
 
 /**

@@ -23,6 +23,10 @@ export interface Limits {
   maxConcurrentReplies: number;
   /** Largest request message accepted by the transports. */
   maxRequestBytes: number;
+  /** COLLECTs one device may send per second (bursts of as many at once). */
+  maxCollectsPerSecond: number;
+  /** COMMITs that run the workflow, per device and minute (bursts of as many at once). */
+  maxCommitsPerMinute: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -40,6 +44,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   tombstoneTtlMs: 300_000,
   maxConcurrentReplies: 256,
   maxRequestBytes: 6 * 1024 * 1024,
+  maxCollectsPerSecond: 200,
+  maxCommitsPerMinute: 60,
 });
 
 /** Wire names of the limits (error messages, bridge Hello, env vars, docs). */
@@ -58,4 +64,6 @@ export const LIMIT_NAMES: Readonly<Record<keyof Limits, string>> = Object.freeze
   tombstoneTtlMs: "tombstone_ttl_ms",
   maxConcurrentReplies: "max_concurrent_replies",
   maxRequestBytes: "max_request_bytes",
+  maxCollectsPerSecond: "max_collects_per_second",
+  maxCommitsPerMinute: "max_commits_per_minute",
 });

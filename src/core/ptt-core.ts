@@ -11,6 +11,7 @@ import type {
   SessionStore,
   Workflow,
 } from "./ports.js";
+import { DeviceRateLimits } from "./rate-limits.js";
 import { ReplyRegistry } from "./reply-registry.js";
 import { applyRemoteStop, localReplyBus } from "./reply-stops.js";
 import { createMemoryStore } from "./stores/memory-store.js";
@@ -75,6 +76,8 @@ export interface PttCore {
   readonly endMessage: string;
   readonly metrics: Metrics;
   readonly replies: ReplyRegistry;
+  /** Per-device COLLECT and COMMIT rates (per instance; per device object on Workers). */
+  readonly rates: DeviceRateLimits;
   readonly replyBus: ReplyBus;
   readonly allowedOrigins: readonly string[];
   readonly localOnly: boolean;
@@ -125,6 +128,7 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     endMessage: options.endMessage ?? "RESPONSE_COMPLETED",
     metrics,
     replies: new ReplyRegistry(limits.maxConcurrentReplies),
+    rates: new DeviceRateLimits(limits, clock),
     replyBus: options.replyBus ?? localReplyBus,
     allowedOrigins: options.allowedOrigins ?? [],
     localOnly: options.localOnly ?? false,

@@ -58,6 +58,7 @@ async function collect(
   let result: Awaited<ReturnType<PttCore["store"]["collect"]>>;
   try {
     checkChunkLimits(chunk, core.limits, req.chunkText !== undefined ? "chunk_text" : "prompt");
+    core.rates.collect(v.key.hardwareId, ctx);
     result = await core.store.collect(v.key, chunk);
   } catch (err) {
     const sealed = err instanceof ConnectError && err.code === Code.FailedPrecondition;
@@ -97,6 +98,7 @@ async function* commit(
     for (const [i, piece] of pieces.entries()) {
       checkChunkLimits(piece, core.limits, i === 0 ? "chunk_text" : "prompt");
     }
+    core.rates.admitCommit(hardwareId, ctx);
     core.replies.admit();
   } catch (err) {
     core.metrics.commit("rejected");
@@ -126,6 +128,7 @@ async function* commit(
     // Before the buffer is consumed: a memory that could not be reset fails a retryable COMMIT.
     if (req.resetMemory) await forgetMemory(core, hardwareId);
     turn = await core.store.commit(v.key, pieces, reply.turnId);
+    core.rates.committed(hardwareId);
   } catch (err) {
     releaseSlot();
     core.metrics.commit(commitFailure(err));

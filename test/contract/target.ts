@@ -44,6 +44,10 @@ export const TEST_LIMITS: Limits = {
   tombstoneTtlMs: 300_000,
   maxConcurrentReplies: 120,
   maxRequestBytes: 128 * 1024,
+  // Generous: the suite's cases send bursts per device; test/limits/rate-limits.test.ts
+  // breaches these two with a frozen clock.
+  maxCollectsPerSecond: 5000,
+  maxCommitsPerMinute: 5000,
 };
 
 export const TEST_ECHO_DELAY_MS = 5;

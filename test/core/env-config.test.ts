@@ -17,6 +17,8 @@ const LIMIT_VARS: Record<keyof Limits, string> = {
   tombstoneTtlMs: "PTT_TOMBSTONE_TTL_MS",
   maxConcurrentReplies: "PTT_MAX_CONCURRENT_REPLIES",
   maxRequestBytes: "PTT_MAX_REQUEST_BYTES",
+  maxCollectsPerSecond: "PTT_MAX_COLLECTS_PER_SECOND",
+  maxCommitsPerMinute: "PTT_MAX_COMMITS_PER_MINUTE",
 };
 const limitKeys = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
 

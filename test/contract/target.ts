@@ -26,6 +26,11 @@ export interface Capabilities {
    * connection, so the pooled client's next call on it fails once (workerd).
    */
   oversizeRequestResetsConnection?: boolean;
+  /**
+   * The reply's text_chunks are sentence groups (the voice workflow), not one per sentence
+   * (the echo workflow): the text is the same, the number of chunks is not.
+   */
+  groupedSentences?: boolean;
 }
 
 /** Limits every test server is started with: small, so each breach is cheap to reach. */

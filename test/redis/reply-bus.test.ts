@@ -43,13 +43,14 @@ describe("reply bus over Redis pub/sub", () => {
     });
     connections.push(conn);
     await conn.ready(10_000);
-    const replyBus = await createRedisReplyBus({
+    const replyBus = createRedisReplyBus({
       client: conn.client,
       subscriber: conn.subscriber,
       prefix: "ptt-test",
       logger: silentLogger,
     });
     buses.push(replyBus);
+    await replyBus.subscribed;
     // 20 ms between sentences: a 300-sentence reply runs for seconds unless something stops it.
     return startNodeServer({ port: 0, graceMs: 0, config: { replyBus, echoDelayMs: 20 } });
   }

@@ -8,10 +8,7 @@ import { RUNTIME_COMMANDS } from "../support/spawn-runtime.js";
 // on stderr, no stack trace, and exit code 2, the same on Node, Bun and Deno.
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const COMMANDS: Record<string, readonly string[]> = {
-  node: [process.execPath, "--import", "tsx", "src/bin/node.ts"],
-  ...RUNTIME_COMMANDS,
-};
+const COMMANDS: Record<string, readonly string[]> = RUNTIME_COMMANDS;
 
 function run(
   runtime: string,

@@ -17,6 +17,7 @@ export interface SpawnedRuntime {
 
 /** The command that starts each runtime from its npm binary (the PID we kill is the server). */
 export const RUNTIME_COMMANDS = {
+  node: [process.execPath, "--import", "tsx", "src/bin/node.ts"],
   bun: [resolve(ROOT, "node_modules/.bin/bun"), "src/bin/bun.ts"],
   deno: [
     resolve(ROOT, "node_modules/deno/deno"),
@@ -68,7 +69,8 @@ export function spawnRuntime(
     child.stderr?.on("data", (d) => {
       out += d;
       const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
-      const grpcUrl = /gRPC on (http:\/\/\S+)/.exec(out)?.[1];
+      // Node serves gRPC on its one port; Bun and Deno on a second one.
+      const grpcUrl = runtime === "node" ? url : /gRPC on (http:\/\/\S+)/.exec(out)?.[1];
       if (!url || !grpcUrl) return;
       clearTimeout(timer);
       child.removeAllListeners("exit");
@@ -79,7 +81,8 @@ export function spawnRuntime(
         output: () => out,
         stop: () =>
           new Promise((done) => {
-            if (child.exitCode !== null) return done(child.exitCode);
+            // Already gone (a test's kill -9 included: then only signalCode is set).
+            if (child.exitCode !== null || child.signalCode !== null) return done(child.exitCode);
             const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
             child.once("exit", (code) => {
               clearTimeout(kill);

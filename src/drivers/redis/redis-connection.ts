@@ -83,8 +83,13 @@ export function openRedisConnections(options: RedisConnectionOptions): RedisConn
       }),
     async close() {
       for (const c of [subscriber, client]) {
-        if (c.isOpen) await c.close().catch(() => c.destroy());
-        else c.destroy();
+        try {
+          // Connected: let sent commands finish. Reconnecting: close() would wait for Redis.
+          if (c.isReady) await c.close();
+          else if (c.isOpen) c.destroy();
+        } catch {
+          if (c.isOpen) c.destroy();
+        }
       }
     },
   };

@@ -48,7 +48,12 @@ interface Waiting {
  * count is right whether or not that subscription is up). An instance that dies before it
  * answers is waited for `answerTimeoutMs`, no longer.
  */
-export async function createRedisReplyBus(options: RedisReplyBusOptions): Promise<ReplyBus> {
+export interface RedisReplyBus extends ReplyBus {
+  /** Resolves once both channels are subscribed (node-redis subscribes again after reconnects). */
+  readonly subscribed: Promise<void>;
+}
+
+export function createRedisReplyBus(options: RedisReplyBusOptions): RedisReplyBus {
   const { client, subscriber, prefix, logger } = options;
   const me = options.instanceId ?? crypto.randomUUID();
   const answerTimeoutMs = options.answerTimeoutMs ?? 500;
@@ -89,10 +94,17 @@ export async function createRedisReplyBus(options: RedisReplyBusOptions): Promis
     }
   }
 
-  await subscriber.subscribe(stops, onStop);
-  await subscriber.subscribe(answers, onAnswer);
+  // Queued until the subscriber connects: the instance starts even while Redis is away.
+  const subscribed = Promise.all([
+    subscriber.subscribe(stops, onStop),
+    subscriber.subscribe(answers, onAnswer),
+  ]).then(() => {});
+  subscribed.catch((err: unknown) => {
+    logger.warn("reply bus: not subscribed", { error: String(err) });
+  });
 
   return {
+    subscribed,
     async publish(stop: ReplyStop, wantAnswers: boolean): Promise<string[]> {
       if (!wantAnswers) {
         await client.publish(stops, JSON.stringify({ from: me, stop } satisfies StopMessage));
@@ -136,11 +148,8 @@ export async function createRedisReplyBus(options: RedisReplyBusOptions): Promis
 
     async close(): Promise<void> {
       for (const w of waiting.values()) w.done();
-      try {
-        await subscriber.unsubscribe([stops, answers]);
-      } catch {
-        // Closing while Redis is away: the connection goes anyway.
-      }
+      // Only while connected: an UNSUBSCRIBE queued for a Redis that is away never returns.
+      if (subscriber.isReady) await subscriber.unsubscribe([stops, answers]).catch(() => {});
     },
   };
 }

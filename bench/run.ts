@@ -21,6 +21,7 @@ import {
 } from "./clients.js";
 import { h2load, type LoadResult, percentile } from "./h2load.js";
 import { hasTaskset, ROOT, type Runtime, type Server, startServer } from "./proc.js";
+import { measureVoice, renderVoice, type VoiceOverhead } from "./voice.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -316,6 +317,16 @@ async function main() {
   // 4. Memory, in a fresh Node process: idle held sessions, then idle bridge sockets.
   const memory = await measureMemory();
 
+  // 5. The voice workflow's own overhead (PTT_WORKFLOW=openai against a loopback upstream).
+  let voice: VoiceOverhead | undefined;
+  try {
+    voice = await measureVoice();
+    log(`voice: first text +${voice.text.p50us} µs, first audio +${voice.audio.p50us} µs (p50)`);
+  } catch (err) {
+    log(`voice runs failed: ${String(err)}`);
+    failures.push(`voice: ${String(err)}`);
+  }
+
   const nodeLatency = latency.find((l) => l.runtime === "node");
   const nodeBridge = bridge.find((b) => b.runtime === "node");
   const targetsMet = {
@@ -337,6 +348,7 @@ async function main() {
     },
     bytesPerIdleSession: { value: memory.overheadPerSession, target: "<= 4096" },
     holdsInOneProcess: { value: memory.openSessions, target: `>= ${HOLDS}` },
+    voiceFirstTextOverheadUs: { value: voice?.text.p50us ?? 0, target: "<= 2000" },
   };
   const results = {
     date: new Date().toISOString(),
@@ -351,6 +363,7 @@ async function main() {
     latency,
     bridge,
     memory,
+    voice,
     targets: targetsMet,
     failures,
     crashes,
@@ -459,6 +472,7 @@ function render(r: Results): string {
   lines.push(
     `| idle bridge socket | ${m.idleSockets} | ${m.bytesPerIdleSocket} | ${m.rssPerIdleSocket} |`,
   );
+  if (r.voice) lines.push(renderVoice(r.voice));
   lines.push("\n### Targets (Node)\n");
   lines.push("| target | measured | goal | |");
   lines.push("|---|--:|--:|---|");
@@ -469,6 +483,7 @@ function render(r: Results): string {
     bridgeAckVsWs: "bridge ack p50 × raw ws echo",
     bytesPerIdleSession: "bytes per idle held session beyond payload",
     holdsInOneProcess: "concurrent holds in one process",
+    voiceFirstTextOverheadUs: "voice workflow: COMMIT→first text p50 beyond the LLM's TTFB (µs)",
   };
   for (const [k, t] of Object.entries(r.targets) as [string, { value: number; target: string }][]) {
     const [op, goal] = t.target.split(" ") as [string, string];

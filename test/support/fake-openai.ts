@@ -19,6 +19,8 @@ export interface RecordedRequest {
     file?: { name: string; type: string; data: Uint8Array };
   };
   receivedAt: number;
+  /** When the first content token or PCM chunk was written (performance.now()): the TTFB. */
+  firstByteAt?: number;
   /** When the client closed the connection before the answer ended (performance.now()). */
   disconnectedAt?: number;
   /** Resolves when the exchange is over: "completed", or "disconnected" by the client. */
@@ -208,6 +210,7 @@ export async function startFakeOpenAi(): Promise<FakeOpenAi> {
         }
         if (script.delayMs) await sleep(script.delayMs);
         if (gone()) return;
+        record.firstByteAt ??= performance.now();
         res.write(chunk({ content: token }, null));
       }
       if (script.stallAfter !== undefined && script.tokens.length <= script.stallAfter) return;
@@ -227,6 +230,7 @@ export async function startFakeOpenAi(): Promise<FakeOpenAi> {
         if (script.stallAfter !== undefined && i >= script.stallAfter) return;
         if (script.delayMs) await sleep(script.delayMs);
         if (gone()) return;
+        record.firstByteAt ??= performance.now();
         res.write(c);
       }
       if (script.stallAfter !== undefined) return;

@@ -1,0 +1,52 @@
+import { spawn } from "node:child_process";
+import { resolve } from "node:path";
+import { expect, it } from "vitest";
+
+// The CI version of `npm run soak`: 1,000 devices (half gRPC, half bridge) for 20 s against a
+// spawned `npm start`, then SIGTERM while replies run. Figures depend on the machine; what is
+// asserted does not: nothing acked lost, no reply twice, no failed turn, every reply running
+// at SIGTERM finished, the server exited 0 within its grace period.
+const ROOT = resolve(import.meta.dirname, "../..");
+
+it("soak: 1,000 devices hold → 20 chunks → commit over gRPC and the bridge, then SIGTERM", async () => {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "scripts/soak.ts",
+      "--seconds",
+      "20",
+      "--devices",
+      "1000",
+      "--chunks",
+      "20",
+    ],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  const code = await new Promise<number | null>((r) => child.once("exit", r));
+  console.log(
+    out
+      .split("\n")
+      .filter((l) => !l.startsWith("SOAK_RESULT"))
+      .join("\n"),
+  );
+  const line = /^SOAK_RESULT (.*)$/m.exec(out)?.[1];
+  expect(line, out).toBeDefined();
+  const result = JSON.parse(line as string);
+  expect(result.lostChunks).toBe(0);
+  expect(result.duplicateReplies).toBe(0);
+  expect(result.failedTurns, JSON.stringify(result.errors)).toBe(0);
+  expect(result.chunksPerSecond).toBeGreaterThan(0);
+  expect(result.shutdown.exitCode).toBe(0);
+  expect(result.shutdown.repliesCut).toBe(0);
+  expect(result.shutdown.repliesFinished).toBe(result.shutdown.repliesRunning);
+  expect(code, out).toBe(0);
+}, 120_000);

@@ -3,6 +3,7 @@ import { configFromEnv, type Env, type ServerConfig } from "../core/env-config.j
 import { createJsonLogger } from "../core/json-logger.js";
 import type { Logger } from "../core/ports.js";
 import type { PttCoreOptions } from "../core/ptt-core.js";
+import { sharedStoreFromConfig } from "../drivers/shared-store.js";
 import { createPttServer, type PttServer, serverOptionsFrom } from "../server/ptt-server.js";
 
 /** The process as the entry points see it (Node's and Bun's `process`, Deno's `Deno`). */
@@ -41,9 +42,10 @@ export async function start(proc: ProcessPort, entry: Entry): Promise<PttServer>
     return fail("invalid configuration", err);
   }
   const logger: Logger = createJsonLogger((line) => proc.stdout(`${line}\n`), config.logLevel);
-  let stored: Pick<PttCoreOptions, "store" | "memory"> | undefined;
+  let stored: Pick<PttCoreOptions, "store" | "replyBus" | "memory"> | undefined;
   try {
-    stored = await entry.openStore?.(config);
+    // PTT_STORE=redis://… is the same on every runtime; the runtime opens any other store.
+    stored = (await sharedStoreFromConfig(config, logger)) ?? (await entry.openStore?.(config));
   } catch (err) {
     return fail(`cannot open the session store (PTT_STORE=${config.store})`, err);
   }

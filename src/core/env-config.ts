@@ -17,13 +17,23 @@ export interface ServerConfig {
   /** How long running replies may finish after SIGTERM before they are cancelled. */
   graceMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
-  /** PTT_STORE: where sessions live (deno-kv on Deno only). */
-  store: "memory" | "deno-kv";
+  /** PTT_STORE: where sessions live (deno-kv on Deno only; a redis:// URL on Node, Bun, Deno). */
+  store: "memory" | "deno-kv" | "redis";
+  /** PTT_STORE=redis://… or rediss://…: the shared store of several instances. */
+  redis: RedisSettings | undefined;
   /** PTT_WORKFLOW: echo (default), openai, workers-ai (Workers only). */
   workflow: WorkflowName;
   /** PTT_GRPC_FAST_PATH: node:http2 runtimes serve plain gRPC calls without connect's pipeline. */
   grpcFastPath: boolean;
   core: PttCoreOptions;
+}
+
+export interface RedisSettings {
+  url: string;
+  /** PTT_REDIS_PREFIX: every key and channel starts with `<prefix>:` (default "ptt"). */
+  prefix: string;
+  /** PTT_REDIS_TIMEOUT_MS: a command Redis has not answered by then fails UNAVAILABLE. */
+  commandTimeoutMs: number;
 }
 
 const KNOWN_VARS = [
@@ -38,6 +48,8 @@ const KNOWN_VARS = [
   // The session store (src/bin/deno.ts opens Deno KV).
   "PTT_STORE",
   "PTT_DENO_KV_PATH",
+  "PTT_REDIS_PREFIX",
+  "PTT_REDIS_TIMEOUT_MS",
   // The voice workflow's (voice/voice-config.ts).
   ...VOICE_VARS,
 ];
@@ -99,7 +111,7 @@ export function configFromEnv(
     host: env.HOST || "127.0.0.1",
     graceMs: env.PTT_GRACE_MS === undefined ? 10_000 : positiveInt(env, "PTT_GRACE_MS", 0),
     logLevel: oneOf(env, "PTT_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
-    store: oneOf(env, "PTT_STORE", ["memory", "deno-kv"] as const, "memory"),
+    ...storeFromEnv(env),
     workflow,
     grpcFastPath,
     core: {
@@ -118,6 +130,32 @@ export function configFromEnv(
         .filter((o) => o.length > 0),
     },
   };
+}
+
+function storeFromEnv(env: Env): Pick<ServerConfig, "store" | "redis"> {
+  const raw = env.PTT_STORE ?? "";
+  if (!/^rediss?:\/\//i.test(raw)) {
+    for (const name of ["PTT_REDIS_PREFIX", "PTT_REDIS_TIMEOUT_MS"]) {
+      if (env[name] !== undefined) throw new Error(`${name}: only used with PTT_STORE=redis://…`);
+    }
+    const store = oneOf(env, "PTT_STORE", ["memory", "deno-kv"] as const, "memory");
+    return { store, redis: undefined };
+  }
+  try {
+    new URL(raw);
+  } catch {
+    throw new Error("PTT_STORE: not a valid redis:// or rediss:// URL");
+  }
+  const prefix = env.PTT_REDIS_PREFIX ?? "ptt";
+  // Braces would change the keys' hash tag (one cluster slot per device).
+  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(prefix)) {
+    throw new Error(
+      `PTT_REDIS_PREFIX: 1 to 64 letters, digits and . _ : - (no braces); got "${prefix.slice(0, 40)}"`,
+    );
+  }
+  const commandTimeoutMs =
+    env.PTT_REDIS_TIMEOUT_MS === undefined ? 1000 : positiveInt(env, "PTT_REDIS_TIMEOUT_MS", 10);
+  return { store: "redis", redis: { url: raw, prefix, commandTimeoutMs } };
 }
 
 function positiveInt(env: Env, name: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {

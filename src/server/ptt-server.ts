@@ -66,7 +66,9 @@ export interface PttServer {
 /** Server options from a parsed configuration (configFromEnv). */
 export function serverOptionsFrom(
   config: ServerConfig,
-  extra: Pick<PttCoreOptions, "logger" | "store" | "memory"> & { storeName?: string } = {},
+  extra: Pick<PttCoreOptions, "logger" | "store" | "replyBus" | "memory"> & {
+    storeName?: string;
+  } = {},
 ): PttServerOptions {
   const { storeName, ...core } = extra;
   return {

@@ -144,8 +144,10 @@ export function limitCases(caps: Capabilities, target: () => Target): void {
       const sid = newSession();
       await streamAudio(client, collect(hw, sid, 1, "retry me"));
       // Fill every reply slot with long replies of the same device (on Workers the slots are
-      // per device object; elsewhere per instance: one device fills them either way).
-      const devices = Array.from({ length: t.limits.maxConcurrentReplies }, () => hw);
+      // per device object; elsewhere per instance: one device fills them either way, and
+      // calls alternating over N instances fill all of theirs with N times as many).
+      const slots = t.limits.maxConcurrentReplies * (caps.instances ?? 1);
+      const devices = Array.from({ length: slots }, () => hw);
       let started = 0;
       let allStarted!: () => void;
       const full = new Promise<void>((r) => {

@@ -31,6 +31,11 @@ export interface Capabilities {
    * (the echo workflow): the text is the same, the number of chunks is not.
    */
   groupedSentences?: boolean;
+  /**
+   * Instances behind the target, calls alternating between them (a shared store): reply
+   * slots are per instance, so filling them takes this many times max_concurrent_replies.
+   */
+  instances?: number;
 }
 
 /** Limits every test server is started with: small, so each breach is cheap to reach. */

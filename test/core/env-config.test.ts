@@ -143,3 +143,41 @@ describe("configFromEnv", () => {
     expect(await who("c2VjcmV0")).toBeNull();
   });
 });
+
+describe("configFromEnv: PTT_STORE=redis://…", () => {
+  it("takes a redis:// or rediss:// URL, with the prefix and timeout defaults", () => {
+    const config = configFromEnv({ PTT_STORE: "redis://:secret@10.0.0.5:6380/2" });
+    expect(config.store).toBe("redis");
+    expect(config.redis).toEqual({
+      url: "redis://:secret@10.0.0.5:6380/2",
+      prefix: "ptt",
+      commandTimeoutMs: 1000,
+    });
+    const tls = configFromEnv({
+      PTT_STORE: "rediss://cache.example:6379",
+      PTT_REDIS_PREFIX: "ptt-staging",
+      PTT_REDIS_TIMEOUT_MS: "250",
+    });
+    expect(tls.redis).toEqual({
+      url: "rediss://cache.example:6379",
+      prefix: "ptt-staging",
+      commandTimeoutMs: 250,
+    });
+    expect(configFromEnv({}).redis).toBeUndefined();
+  });
+
+  it("refuses a bad URL without echoing it, a prefix that would change the hash tag, and Redis settings without Redis", () => {
+    expect(() => configFromEnv({ PTT_STORE: "redis://:pw@[bad" })).toThrow(
+      /^PTT_STORE: not a valid redis:\/\/ or rediss:\/\/ URL$/,
+    );
+    expect(() =>
+      configFromEnv({ PTT_STORE: "redis://localhost", PTT_REDIS_PREFIX: "a{b}" }),
+    ).toThrow(/^PTT_REDIS_PREFIX: /);
+    expect(() => configFromEnv({ PTT_REDIS_PREFIX: "x" })).toThrow(
+      "PTT_REDIS_PREFIX: only used with PTT_STORE=redis://…",
+    );
+    expect(() => configFromEnv({ PTT_STORE: "redis", PTT_REDIS_TIMEOUT_MS: "5" })).toThrow(
+      /PTT_STORE|PTT_REDIS_TIMEOUT_MS/,
+    );
+  });
+});

@@ -28,7 +28,7 @@ import { type RedisServer, startRedisServer } from "../support/redis-server.js";
  * arrive at B and must stop it. (The sessions live in each instance's memory here: the bus
  * alone is under test; the shared-store cases run the same stops over the Redis store.)
  */
-describe("reply bus over Redis pub/sub", () => {
+describe("reply bus over Redis pub/sub", { timeout: 20_000 }, () => {
   let redis: RedisServer;
   const connections: RedisConnections[] = [];
   const buses: ReplyBus[] = [];

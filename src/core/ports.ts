@@ -99,6 +99,11 @@ export interface ReplyContext {
    * and before the call's status goes out. Errors are logged, never surfaced to the client.
    */
   onEnd(fn: () => void | Promise<void>): void;
+  /**
+   * Sets a response header of the reply (e.g. `ptt-transcript`). Headers go out with the first
+   * frame, so set it before yielding one; the bridge and Workers deliver it with the call's end.
+   */
+  header(name: string, value: string): void;
 }
 
 /** The reply to a committed turn. Must stop promptly when `signal` aborts. */

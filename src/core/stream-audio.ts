@@ -151,7 +151,7 @@ async function* commit(
     ctx.responseTrailer.set("ptt-commit-ms", String(ms));
     core.metrics.firstFrame(ms);
   };
-  const progress = new ReplyProgress();
+  const progress = new ReplyProgress(ctx.responseHeader);
   try {
     for await (const part of untilAborted(core.workflow(turn, signal, progress), signal)) {
       const frame = replyFrame(part, sessionId);
@@ -184,6 +184,12 @@ async function* commit(
 class ReplyProgress implements ReplyContext {
   text = "";
   private hooks: (() => void | Promise<void>)[] = [];
+
+  constructor(private readonly headers: Headers) {}
+
+  header(name: string, value: string): void {
+    this.headers.set(name, value);
+  }
 
   delivered(): string {
     return this.text;

@@ -18,7 +18,7 @@ beforeAll(async () => {
 });
 afterAll(() => v.close());
 beforeEach(() => {
-  v.fake.transcription = { text: "what is the weather" };
+  v.fake.transcription = { text: "what is the weather ¿qué?" };
   v.fake.chat = { tokens: ["Sunny."] };
 });
 
@@ -61,6 +61,8 @@ describe("openai workflow: audio holds", () => {
     ]);
     expect(r.code).toBeUndefined();
     expect(r.frames[0]).toEqual({ case: "textChunk", value: "Sunny." });
+    // What was heard, for the client to show (percent-encoded UTF-8).
+    expect(decodeURIComponent(r.headers.get("ptt-transcript") ?? "")).toBe("what is the weather ¿qué?");
     const req = v.fake.to("/v1/audio/transcriptions").at(-1);
     expect(req?.headers.authorization).toBe("Bearer sk-test-secret-key");
     expect(req?.form?.fields).toEqual({ model: "whisper-1", response_format: "json" });
@@ -69,7 +71,7 @@ describe("openai workflow: audio holds", () => {
     const joined = new Uint8Array([...a, ...b, ...c]);
     expect(req?.form?.file?.data).toEqual(wav(joined, 16000, 1));
     const chat = v.fake.to("/v1/chat/completions").at(-1)?.json?.messages as { content: unknown }[];
-    expect(chat.at(-1)).toEqual({ role: "user", content: "what is the weather" });
+    expect(chat.at(-1)).toEqual({ role: "user", content: "what is the weather ¿qué?" });
   });
 
   it("concatenates MediaRecorder webm/opus chunks in seq order (the first carries the header)", async () => {

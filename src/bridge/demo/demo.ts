@@ -38,6 +38,9 @@ const ui = {
   useSpeech: el<HTMLInputElement>("use-speech"),
   note: el<HTMLElement>("note"),
   reply: el<HTMLElement>("reply"),
+  heard: el<HTMLElement>("heard"),
+  transcript: el<HTMLElement>("transcript"),
+  speakText: el<HTMLInputElement>("speak-text"),
   latency: el<HTMLOutputElement>("latency"),
   meta: el<HTMLElement>("meta"),
   acks: el<HTMLElement>("acks"),
@@ -521,6 +524,8 @@ async function showReply(turn: Turn, reply: Reply, releasedAt: number): Promise<
   shownTurn = turn;
   const current = () => shownTurn === turn;
   ui.reply.replaceChildren();
+  ui.heard.hidden = true;
+  globalThis.speechSynthesis?.cancel();
   ui.reply.dataset.status = "streaming";
   ui.latency.textContent = "…";
   delete ui.latency.dataset.ms;
@@ -564,8 +569,32 @@ async function showReply(turn: Turn, reply: Reply, releasedAt: number): Promise<
     turnId ? `turn ${turnId}` : "",
   ].filter((s) => s !== "");
   ui.meta.textContent = facts.length ? `(${facts.join(" · ")})` : "";
+  // An audio hold's transcript, as the server heard it (the voice workflow's ptt-transcript).
+  const heard = status.metadata.get("ptt-transcript");
+  if (heard) {
+    ui.transcript.textContent = safeDecode(heard);
+    ui.heard.hidden = false;
+  }
+  const said = ui.reply.textContent ?? "";
+  if (
+    ui.speakText.checked &&
+    audioParts === 0 &&
+    !status.error &&
+    said.trim() &&
+    globalThis.speechSynthesis
+  ) {
+    globalThis.speechSynthesis.speak(new SpeechSynthesisUtterance(said));
+  }
   ui.reply.dataset.audioParts = String(audioParts);
   ui.reply.dataset.status = interrupted ? "interrupted" : status.error ? "error" : "done";
+}
+
+function safeDecode(header: string): string {
+  try {
+    return decodeURIComponent(header);
+  } catch {
+    return header;
+  }
 }
 
 function isOtherControl(target: EventTarget | null): boolean {

@@ -18,6 +18,9 @@ export interface VoiceWorkflowOptions {
   logger: Logger;
 }
 
+/** Characters of a transcript echoed in the `ptt-transcript` header (headers stay small). */
+const MAX_TRANSCRIPT_HEADER = 1000;
+
 /** Sentences whose speech may be requested ahead of the one playing. */
 const SPEECH_AHEAD = 2;
 
@@ -41,6 +44,13 @@ export function createVoiceWorkflow(options: VoiceWorkflowOptions): Workflow {
       const history = options.memoryTurns > 0 ? await memory.recall(turn.hardwareId, signal) : [];
       signal.throwIfAborted();
       const userText = await userTextOf(turn, options.transcriber, signal);
+      if (userText !== turn.text) {
+        // The client shows what was heard (percent-encoded UTF-8: headers are ASCII).
+        reply?.header(
+          "ptt-transcript",
+          encodeURIComponent(userText.slice(0, MAX_TRANSCRIPT_HEADER)),
+        );
+      }
       logger.debug("voice turn", { turnId: turn.turnId, user: userText });
       if (options.memoryTurns > 0 && reply) remember(memory, turn.hardwareId, userText, reply);
       const messages: ChatMessage[] = [{ role: "system", content: options.systemPrompt }];

@@ -1,6 +1,14 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { commit, endMessage, newDevice, newSession, streamAudio } from "../contract/calls.js";
+import { RequestPhase } from "../../src/gen/streaming_pb.js";
+import {
+  collect,
+  commit,
+  endMessage,
+  newDevice,
+  newSession,
+  streamAudio,
+} from "../contract/calls.js";
 import { openAiError } from "../support/fake-openai.js";
 import { startVoiceServer, until, type VoiceServer } from "./voice-server.js";
 
@@ -89,6 +97,53 @@ describe("openai workflow: text", () => {
     expect((req?.disconnectedAt ?? Infinity) - stoppedAt).toBeLessThan(1000);
     const r = await call;
     expect(r.code).toBe(Code.Canceled);
+  });
+
+  it.each(["CANCEL", "barge-in"] as const)("stops the upstream request on %s", async (how) => {
+    v.fake.chat = { tokens: ["One. ", "Two. "], stallAfter: 1 };
+    const device = newDevice();
+    const session = newSession();
+    let text = 0;
+    const call = streamAudio(v.client, commit(device, session, { prompt: "count" }), {
+      onFrame: (f) => {
+        if (f.case === "textChunk") text++;
+      },
+    });
+    await until(() => text > 0, "the first sentence");
+    const req = v.fake.to("/v1/chat/completions").at(-1);
+    if (how === "CANCEL") {
+      await streamAudio(v.client, {
+        hardwareId: device,
+        sessionId: session,
+        phase: RequestPhase.CANCEL,
+      });
+    } else {
+      // The first COLLECT of a new hold of the device.
+      await streamAudio(v.client, collect(device, newSession(), 1, "next"));
+    }
+    expect(await req?.ended).toBe("disconnected");
+    expect((await call).code).toBe(Code.Canceled);
+  });
+
+  it("stops the upstream request when the server shuts down", async () => {
+    const own = await startVoiceServer();
+    try {
+      own.fake.chat = { tokens: ["One. ", "Two. "], stallAfter: 1 };
+      let text = 0;
+      const call = streamAudio(own.client, commit(newDevice(), newSession(), { prompt: "x" }), {
+        onFrame: (f) => {
+          if (f.case === "textChunk") text++;
+        },
+      });
+      await until(() => text > 0, "the first sentence");
+      const req = own.fake.to("/v1/chat/completions").at(-1);
+      const closing = own.server.close(0);
+      expect(await req?.ended).toBe("disconnected");
+      expect((await call).code).toBe(Code.Canceled);
+      await closing;
+    } finally {
+      await own.close();
+    }
   });
 
   it("stops the upstream request when the caller hangs up", async () => {

@@ -62,7 +62,9 @@ describe("openai workflow: audio holds", () => {
     expect(r.code).toBeUndefined();
     expect(r.frames[0]).toEqual({ case: "textChunk", value: "Sunny." });
     // What was heard, for the client to show (percent-encoded UTF-8).
-    expect(decodeURIComponent(r.headers.get("ptt-transcript") ?? "")).toBe("what is the weather ¿qué?");
+    expect(decodeURIComponent(r.headers.get("ptt-transcript") ?? "")).toBe(
+      "what is the weather ¿qué?",
+    );
     const req = v.fake.to("/v1/audio/transcriptions").at(-1);
     expect(req?.headers.authorization).toBe("Bearer sk-test-secret-key");
     expect(req?.form?.fields).toEqual({ model: "whisper-1", response_format: "json" });

@@ -21,6 +21,7 @@ import {
 } from "./clients.js";
 import { h2load, type LoadResult, percentile } from "./h2load.js";
 import { hasTaskset, ROOT, type Runtime, type Server, startServer } from "./proc.js";
+import { benchRedisVsMemory, type RedisBench, renderRedis } from "./redis.js";
 import { measureVoice, renderVoice, type VoiceOverhead } from "./voice.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
@@ -317,6 +318,22 @@ async function main() {
   // 4. Memory, in a fresh Node process: idle held sessions, then idle bridge sockets.
   const memory = await measureMemory();
 
+  // 4b. The Redis store vs memory, side by side (Node): a redis-server of its own.
+  let redis: RedisBench | undefined;
+  try {
+    redis = await benchRedisVsMemory({
+      env: PTT_ENV,
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      rttCalls: RTT_CALLS,
+      blocks: BLOCKS,
+      log,
+    });
+  } catch (err) {
+    log(`redis vs memory failed: ${String(err)}`);
+    failures.push(`redis vs memory: ${String(err).split("\n")[0]}`);
+  }
+
   // 5. The voice workflow's own overhead (PTT_WORKFLOW=openai against a loopback upstream).
   let voice: VoiceOverhead | undefined;
   try {
@@ -363,6 +380,7 @@ async function main() {
     latency,
     bridge,
     memory,
+    redis,
     voice,
     targets: targetsMet,
     failures,
@@ -473,6 +491,7 @@ function render(r: Results): string {
     `| idle bridge socket | ${m.idleSockets} | ${m.bytesPerIdleSocket} | ${m.rssPerIdleSocket} |`,
   );
   if (r.voice) lines.push(renderVoice(r.voice));
+  if (r.redis) lines.push(`\n${renderRedis(r.redis)}`);
   lines.push("\n### Targets (Node)\n");
   lines.push("| target | measured | goal | |");
   lines.push("|---|--:|--:|---|");

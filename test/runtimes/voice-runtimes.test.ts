@@ -47,7 +47,8 @@ function connectClient(url: string): StreamingClient {
   });
 }
 
-async function voiceScenario(client: StreamingClient): Promise<void> {
+/** Returns the device, whose memory holds "hi" → "Hello there." and "again" → "Still talking. ". */
+async function voiceScenario(client: StreamingClient): Promise<string> {
   const device = newDevice();
   fake.chat = { tokens: ["Hello", " there."] };
   fake.speech = { chunks: (input) => pcmFor(input, 500) };
@@ -77,6 +78,7 @@ async function voiceScenario(client: StreamingClient): Promise<void> {
   await client.interruptSession({ hardwareId: device });
   expect(await req?.ended).toBe("disconnected");
   expect((await call).code).toBe(Code.Canceled);
+  return device;
 }
 
 describe.each(["bun", "deno"] as const)("openai workflow on %s", (runtime) => {
@@ -100,13 +102,30 @@ describe("openai workflow on Workers (wrangler dev)", () => {
     if (state) await rm(state, { recursive: true, force: true });
   });
 
-  it("speaks, remembers (in the device object's storage), and closes the upstream on interrupt", async () => {
+  it("speaks, remembers (in the device object's storage, across a restart), closes the upstream on interrupt", async () => {
     state = await mkdtemp(join(tmpdir(), "ptt-wrangler-voice-"));
-    const worker = await spawnWrangler(envFor(), state);
+    let worker = await spawnWrangler(envFor(), state);
     try {
-      await voiceScenario(connectClient(worker.url));
+      const device = await voiceScenario(connectClient(worker.url));
+      // The memory is in the device object's storage: it survives a restart of the runtime.
+      await worker.stop();
+      worker = await spawnWrangler(envFor(), state);
+      fake.chat = { tokens: ["Yes."] };
+      const r = await streamAudio(
+        connectClient(worker.url),
+        commit(device, newSession(), { prompt: "after restart" }),
+      );
+      expect(r.code).toBeUndefined();
+      expect(fake.to("/v1/chat/completions").at(-1)?.json?.messages).toEqual([
+        { role: "system", content: expect.any(String) },
+        { role: "user", content: "hi" },
+        { role: "assistant", content: "Hello there." },
+        { role: "user", content: "again" },
+        { role: "assistant", content: "Still talking. " },
+        { role: "user", content: "after restart" },
+      ]);
     } finally {
       await worker.stop();
     }
-  }, 120_000);
+  }, 180_000);
 });

@@ -41,7 +41,7 @@ describe("logging on Workers: JSON lines on console.log", () => {
   });
 
   it("a limit set above what Durable Object storage holds is lowered, and logged", async () => {
-    const res = await worker.fetch(new Request("https://ptt.test/healthz"), {
+    const res = await worker.fetch(new Request("https://ptt.test/"), {
       ...env,
       PTT_MAX_AUDIO_BYTES_PER_SESSION: String(4 * 1024 * 1024),
       PTT_MAX_SCREENSHOT_BYTES: "1000",

@@ -57,10 +57,7 @@ export class DeviceObject extends DurableObject<Env> {
       systemClock,
     );
     let workflow: Workflow | undefined;
-    if (config.workflow === "workers-ai" && config.core.voice) {
-      if (!env.AI) {
-        throw new Error('PTT_WORKFLOW: "workers-ai" needs the AI binding ([ai] binding = "AI")');
-      }
+    if (config.workflow === "workers-ai" && config.core.voice && env.AI) {
       workflow = createWorkersAiWorkflow(env.AI, config.core.voice, {
         fetch: (input, init) => fetch(input, init),
         memory,

@@ -41,6 +41,9 @@ export function configOf(env: Env): WorkersConfig {
     if (typeof v === "string" && (k.startsWith("PTT_") || k.startsWith("OPENAI_"))) vars[k] = v;
   }
   const config = configFromEnv(vars, "workers", { jwtVerifier: createJoseVerifier });
+  if (config.workflow === "workers-ai" && !env.AI) {
+    throw new Error('PTT_WORKFLOW: "workers-ai" needs the AI binding ([ai] binding = "AI")');
+  }
   const limits: Partial<Limits> = { ...config.core.limits };
   const clamped: string[] = [];
   for (const [key, cap] of Object.entries(WORKERS_LIMIT_CAPS) as [keyof Limits, number][]) {

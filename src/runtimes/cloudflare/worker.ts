@@ -1,3 +1,4 @@
+import { env as loadedEnv } from "cloudflare:workers";
 import { mountDemo } from "../../bridge/demo/routes.js";
 import { refusedOrigin } from "../../bridge/server/handshake.js";
 import { createFetchApp, type FetchHandler } from "../../core/fetch-app.js";
@@ -9,11 +10,18 @@ import { configOf, type Env, loggerOf } from "./env.js";
 
 export { DeviceObject } from "./device-object.js";
 
+interface WorkerApp {
+  app: FetchHandler;
+  allowedOrigins: readonly string[];
+  logger: Logger;
+}
+/** What is wrong with the settings: every request but /healthz is answered with it. */
+interface Misconfigured {
+  invalid: string;
+}
+
 // One app per isolate and environment: the Worker only validates and routes.
-const apps = new WeakMap<
-  Env,
-  { app: FetchHandler; allowedOrigins: readonly string[]; logger: Logger }
->();
+const apps = new WeakMap<Env, WorkerApp | Misconfigured>();
 
 /**
  * Readiness: the Worker holds no sessions, so it asks a device object (the one kept for
@@ -33,25 +41,36 @@ async function ready(env: Env, logger: Logger): Promise<Response> {
   return new Response("device objects not reachable\n", { status: 503 });
 }
 
-function appFor(env: Env) {
+function appFor(env: Env): WorkerApp | Misconfigured {
   let entry = apps.get(env);
-  if (!entry) {
-    const config = configOf(env);
-    const core = createPttCore({ ...config.core, logger: loggerOf(config) });
-    for (const setting of config.clamped) {
-      core.logger.warn("limit lowered to fit Durable Object storage (2 MB per session)", {
-        setting,
-      });
-    }
-    const app = createFetchApp(core, {
-      handlers: createDeviceProxy(env.DEVICE, core.auth),
-      extend: mountDemo,
-    });
-    entry = { app, allowedOrigins: core.allowedOrigins, logger: core.logger };
+  if (entry) return entry;
+  let config: ReturnType<typeof configOf>;
+  try {
+    config = configOf(env);
+  } catch (err) {
+    entry = { invalid: `invalid configuration: ${(err as Error).message}` };
     apps.set(env, entry);
+    console.error(`ptt-edge: ${entry.invalid}`);
+    return entry;
   }
+  const core = createPttCore({ ...config.core, logger: loggerOf(config) });
+  for (const setting of config.clamped) {
+    core.logger.warn("limit lowered to fit Durable Object storage (2 MB per session)", {
+      setting,
+    });
+  }
+  const app = createFetchApp(core, {
+    handlers: createDeviceProxy(env.DEVICE, core.auth),
+    extend: mountDemo,
+  });
+  entry = { app, allowedOrigins: core.allowedOrigins, logger: core.logger };
+  apps.set(env, entry);
   return entry;
 }
+
+// `wrangler dev` (and each new isolate) loads this module before any request: a bad setting
+// is named in its output then, and again on every request but /healthz (the process lives).
+appFor(loadedEnv as unknown as Env);
 
 /**
  * The Worker: Connect and gRPC-Web through Connect's fetch handlers, each call
@@ -61,8 +80,16 @@ function appFor(env: Env) {
  */
 export default {
   async fetch(req: Request, env: Env): Promise<Response> {
-    const { app, allowedOrigins, logger } = appFor(env);
     const url = new URL(req.url);
+    if (url.pathname === "/healthz") return new Response("ok\n");
+    const entry = appFor(env);
+    if ("invalid" in entry) {
+      return new Response(`ptt-edge: ${entry.invalid}\n`, {
+        status: 500,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
+    }
+    const { app, allowedOrigins, logger } = entry;
     if (url.pathname === "/metrics") {
       // Counters live in each device's object; Workers analytics covers the Worker itself.
       return new Response("per-device metrics live in Durable Objects on Workers\n", {

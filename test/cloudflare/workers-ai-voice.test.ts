@@ -55,7 +55,7 @@ describe("workers-ai workflow", () => {
     ]);
     expect(calls[0]).toEqual({ model: "@cf/openai/whisper", input: { audio: [...webm] } });
     expect(calls[1]?.model).toBe("@cf/meta/llama-3.1-8b-instruct");
-    expect((calls[1]?.input.messages as unknown[]).at(-1)).toEqual({
+    expect(((calls[1]?.input.messages ?? []) as unknown[]).at(-1)).toEqual({
       role: "user",
       content: "hello there",
     });

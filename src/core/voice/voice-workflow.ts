@@ -157,7 +157,7 @@ async function* spoken(
       if (!s.audio && s.text.trim().length > 0) s.audio = speech.speak(s.text, signal);
     }
   };
-  const reading = (async () => {
+  void (async () => {
     for await (const text of pieces) {
       queue.push({ text });
       startAhead();
@@ -173,28 +173,25 @@ async function* spoken(
       notify();
     },
   );
-  try {
-    for (;;) {
-      while (queue.length === 0 && !ended && !failure) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
-      const next = queue.shift();
-      if (!next) {
-        if (failure) throw failure.error;
-        return;
-      }
-      startAhead();
-      yield { kind: "text", text: next.text };
-      if (!next.audio && next.text.trim().length > 0) next.audio = speech.speak(next.text, signal);
-      if (!next.audio) continue;
-      for await (const data of next.audio) {
-        yield { kind: "audio", data, dtype: "int16", sampleRate: speech.sampleRate, channels: 1 };
-      }
+  // No cleanup of its own: the caller aborts `signal` on the way out, which ends the reading
+  // task's model request and every speech request started ahead.
+  for (;;) {
+    while (queue.length === 0 && !ended && !failure) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
     }
-  } finally {
-    // The caller aborts `signal` on the way out, which ends the reading task's fetch too.
-    void reading;
+    const next = queue.shift();
+    if (!next) {
+      if (failure) throw failure.error;
+      return;
+    }
+    startAhead();
+    yield { kind: "text", text: next.text };
+    if (!next.audio && next.text.trim().length > 0) next.audio = speech.speak(next.text, signal);
+    if (!next.audio) continue;
+    for await (const data of next.audio) {
+      yield { kind: "audio", data, dtype: "int16", sampleRate: speech.sampleRate, channels: 1 };
+    }
   }
 }

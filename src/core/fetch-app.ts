@@ -3,6 +3,8 @@ import { createFetchHandler } from "@connectrpc/connect/protocol";
 import type { Hono } from "hono";
 import { createHttpApp } from "./http-app.js";
 import type { PttCore } from "./ptt-core.js";
+import { connectRouterOptions } from "./request-decoding.js";
+import { overlongDeadlineHeaders, refusedRequest } from "./request-guard.js";
 import { routes, type StreamingHandlers } from "./streaming-service.js";
 
 export interface FetchAppOptions {
@@ -23,8 +25,7 @@ export type FetchHandler = (req: Request) => Promise<Response>;
  */
 export function createFetchApp(core: PttCore, options: FetchAppOptions = {}): FetchHandler {
   const router = createConnectRouter({
-    readMaxBytes: core.limits.maxRequestBytes,
-    shutdownSignal: options.shutdownSignal,
+    ...connectRouterOptions(core.limits.maxRequestBytes, options.shutdownSignal),
     // Real gRPC is served on node:http2 where the runtime has it; over fetch it cannot work.
     grpc: false,
   });
@@ -36,8 +37,23 @@ export function createFetchApp(core: PttCore, options: FetchAppOptions = {}): Fe
   const app = createHttpApp(core);
   options.extend?.(app);
   return async (req) => {
+    const refused = refusedRequest((name) => req.headers.get(name), core);
+    if (refused) return forbidden(refused);
+    const overlong = overlongDeadlineHeaders((name) => req.headers.get(name));
+    if (overlong.length > 0) req = withoutHeaders(req, overlong);
     const path = new URL(req.url).pathname;
     const handler = rpc.get(path);
     return handler ? handler(req) : app.fetch(req);
   };
+}
+
+function forbidden(reason: string): Response {
+  return new Response(`${reason}\n`, { status: 403, headers: { "content-type": "text/plain" } });
+}
+
+/** The same request without some headers (a fetch Request's own headers are immutable). */
+function withoutHeaders(req: Request, names: string[]): Request {
+  const headers = new Headers(req.headers);
+  for (const name of names) headers.delete(name);
+  return new Request(req, { headers });
 }

@@ -15,6 +15,9 @@ import { FastHeaders } from "./fast-headers.js";
  */
 export const ABORTED = new DOMException("This operation was aborted", "AbortError");
 
+/** The longest delay setTimeout takes (2^31-1 ms, ~24.8 days); longer ones fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface LazyHandlerContextInit {
   method: DescMethod;
   protocolName: string;
@@ -60,7 +63,8 @@ export class LazyHandlerContext implements HandlerContext {
     this.initHeader = init.requestHeader;
     this.initUrl = init.url ?? "";
     const { timeoutMs } = init;
-    if (timeoutMs === undefined) return;
+    // A deadline past what a timer can hold is no deadline (setTimeout would fire at once).
+    if (timeoutMs === undefined || timeoutMs > MAX_TIMER_MS) return;
     this.deadline = Date.now() + timeoutMs;
     if (timeoutMs <= 0) this.expire();
     else this.timer = setTimeout(() => this.expire(), timeoutMs);

@@ -16,6 +16,7 @@ import { ReplyRegistry } from "./reply-registry.js";
 import { applyRemoteStop, localReplyBus } from "./reply-stops.js";
 import { createMemoryStore } from "./stores/memory-store.js";
 import { systemClock } from "./system-clock.js";
+import { keepByteOrderMarks } from "./text-decoding.js";
 import { createOpenAiWorkflow } from "./voice/openai-workflow.js";
 import type { VoiceSettings } from "./voice/voice-config.js";
 import { createEchoWorkflow } from "./workflows/echo.js";
@@ -92,6 +93,7 @@ export const silentLogger: Logger = {
 };
 
 export function createPttCore(options: PttCoreOptions = {}): PttCore {
+  keepByteOrderMarks();
   const limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();

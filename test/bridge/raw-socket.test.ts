@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -8,6 +9,7 @@ import type { ReplyPart, Workflow } from "../../src/core/ports.js";
 import { systemClock } from "../../src/core/system-clock.js";
 import { createEchoWorkflow } from "../../src/core/workflows/echo.js";
 import type { ServerFrame } from "../../src/gen/bridge_pb.js";
+import { StreamRequestSchema } from "../../src/gen/streaming_pb.js";
 import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import {
   ChunkMode,
@@ -166,19 +168,39 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(textOf(log)).toBe("one two three four");
     });
 
-    it("a frame of exactly max_frame_bytes is a call, not a close (its content is judged by the limits)", async () => {
+    /** The length of "x"s that makes `measure` (a size in bytes) exactly `size`. */
+    function fitLength(size: number, measure: (len: number) => number): number {
+      let len = size;
+      for (let i = 0; i < 8 && measure(len) !== size; i++) len -= measure(len) - size;
+      expect(measure(len)).toBe(size);
+      return len;
+    }
+
+    it("a frame of exactly max_frame_bytes is a call, not a close; its request is over max_request_bytes (issue 11 #10)", async () => {
       const raw = await connect();
       const max = Number(raw.hello.limits.max_frame_bytes);
       const hw = newDevice();
       const sid = newSession();
-      let len = max;
-      let bytes = encode(1, collectBody(hw, sid, 1, "x".repeat(len)));
-      for (let i = 0; i < 8 && bytes.byteLength !== max; i++) {
-        len -= bytes.byteLength - max;
-        bytes = encode(1, collectBody(hw, sid, 1, "x".repeat(len)));
-      }
-      expect(bytes.byteLength).toBe(max);
-      raw.ws.send(bytes);
+      const frame = (n: number) => encode(1, collectBody(hw, sid, 1, "x".repeat(n)));
+      raw.ws.send(frame(fitLength(max, (n) => frame(n).byteLength)));
+      const end = await raw.end(1);
+      // gRPC and Connect refuse a message this size before decoding it; so does the bridge.
+      expect(end.code).toBe("resource_exhausted");
+      expect(end.message).toMatch(
+        /^max_request_bytes: request message of \d+ bytes is larger than/,
+      );
+      expect(raw.isOpen).toBe(true);
+    });
+
+    it("a request of exactly max_request_bytes is a call judged by the other limits", async () => {
+      const raw = await connect();
+      const max = Number(raw.hello.limits.max_request_bytes);
+      const hw = newDevice();
+      const sid = newSession();
+      const req = (n: number) => collect(hw, sid, 1, "x".repeat(n), { chunkMode: ChunkMode.DELTA });
+      const requestSize = (n: number) =>
+        toBinary(StreamRequestSchema, create(StreamRequestSchema, req(n))).byteLength;
+      raw.ws.send(encode(1, stream(req(fitLength(max, requestSize)))));
       const end = await raw.end(1);
       expect(end.code).toBe("resource_exhausted");
       expect(end.message).toContain("max_chunk_text_bytes");

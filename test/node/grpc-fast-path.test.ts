@@ -11,6 +11,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { configFromEnv } from "../../src/core/env-config.js";
+import { connectRouterOptions, undecodableRequest } from "../../src/core/request-decoding.js";
 import {
   InterruptRequestSchema,
   RequestPhase,
@@ -64,6 +65,12 @@ function testImpl(seen: Map<string, Seen>): Partial<ServiceImpl<typeof Streaming
   };
   return {
     async *streamAudio(req, ctx) {
+      // A request that could not be decoded: fail it as core's StreamAudio does.
+      const undecodable = undecodableRequest(req);
+      if (undecodable) {
+        yield { content: { case: "errorMessage", value: undecodable.rawMessage } };
+        throw undecodable;
+      }
       record(req.hardwareId, ctx);
       ctx.responseHeader.set("x-h", "header value");
       ctx.responseTrailer.set("x-t", "trailer value");
@@ -124,9 +131,9 @@ async function serve(fast: boolean): Promise<TestServer> {
   const server = http2.createServer(
     {},
     connectNodeAdapter({
+      // Decoded as ptt-edge's own router decodes (request-decoding.ts), like the fast path.
+      ...connectRouterOptions(READ_MAX, shutdown.signal),
       routes: (r) => r.service(StreamingService, impl),
-      readMaxBytes: READ_MAX,
-      shutdownSignal: shutdown.signal,
     }),
   );
   if (fast) {

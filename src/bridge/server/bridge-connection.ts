@@ -1,10 +1,11 @@
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { cancelled, invalidArgument, unavailable } from "../../core/errors.js";
+import { cancelled, invalidArgument, resourceExhausted, unavailable } from "../../core/errors.js";
 import { ABORTED, LazyHandlerContext } from "../../core/handler-context.js";
 import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
 import type { PttCore } from "../../core/ptt-core.js";
+import { BINARY_READ_OPTIONS } from "../../core/request-decoding.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { type ClientFrame, ClientFrameSchema, ServerFrameSchema } from "../../gen/bridge_pb.js";
 import {
@@ -131,7 +132,7 @@ export class BridgeConnection {
     }
     let frame: ClientFrame;
     try {
-      frame = fromBinary(ClientFrameSchema, data);
+      frame = fromBinary(ClientFrameSchema, data, BINARY_READ_OPTIONS);
     } catch {
       this.fail(CLOSE.invalidPayload, "undecodable frame: expected a protobuf ClientFrame");
       return;
@@ -209,9 +210,16 @@ export class BridgeConnection {
       this.end(id, invalidArgument("call_id", `${id} is already running on this socket`));
       return;
     }
+    const requestBytes = embeddedMessageBytes(frame, bytes);
+    const maxRequest = this.handlers.core.limits.maxRequestBytes;
     const refused = this.stopping
       ? unavailable("server shutting down: call another instance")
-      : this.flow.refusal(bytes);
+      : requestBytes > maxRequest
+        ? resourceExhausted(
+            LIMIT_NAMES.maxRequestBytes,
+            `request message of ${requestBytes} bytes is larger than ${maxRequest}`,
+          )
+        : this.flow.refusal(bytes);
     if (refused) {
       this.end(id, refused);
       return;
@@ -329,4 +337,27 @@ function headersToRecord(headers: Headers): Record<string, string> {
     out[k] = v;
   });
   return out;
+}
+
+/**
+ * Bytes of the request message a frame carries: the frame less its envelope (call_id and the
+ * body field's tag and length). max_frame_bytes leaves room for that envelope, so the frame
+ * limit alone let a StreamRequest up to 57 bytes over max_request_bytes through; gRPC and
+ * Connect refuse it. An upper bound when the frame also carried unknown fields.
+ */
+function embeddedMessageBytes(frame: ClientFrame, frameBytes: number): number {
+  const id = frame.callId;
+  const idField = id === 0 ? 0 : 1 + varintBytes(id);
+  const rest = frameBytes - idField - 1;
+  // The body's length prefix: the longest prefix that leaves room for the length it encodes.
+  for (let n = 1; n <= 5; n++) {
+    if (rest - n < 128 ** n) return Math.max(0, rest - n);
+  }
+  return rest;
+}
+
+function varintBytes(n: number): number {
+  let bytes = 1;
+  for (let v = n >>> 7; v > 0; v >>>= 7) bytes++;
+  return bytes;
 }

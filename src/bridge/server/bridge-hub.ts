@@ -23,7 +23,18 @@ export interface BridgeUpgrade {
 export interface BridgeRefusal {
   readonly status: number;
   readonly reason: string;
+  /** Headers the refusal must carry (426 names the version we speak). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
+
+/** RFC 6455 §4.2.2: the only version; older drafts (8 and below) are refused with 426. */
+const WEBSOCKET_VERSION = "13";
+
+/** The status line's reason phrase of each refusal status. */
+export const REFUSAL_PHRASES: Readonly<Record<number, string>> = {
+  403: "Forbidden",
+  426: "Upgrade Required",
+};
 
 /**
  * The bridge sockets of one server, runtime-neutral: vets upgrades the same way on every
@@ -40,6 +51,14 @@ export class BridgeHub {
   /** Vets an upgrade request to BRIDGE_PATH (its headers and full URL). */
   check(headers: Headers, url: string): BridgeUpgrade | BridgeRefusal {
     const { allowedOrigins, localOnly } = this.handlers.core;
+    const version = headers.get("sec-websocket-version");
+    if (version !== WEBSOCKET_VERSION) {
+      return {
+        status: 426,
+        reason: `sec-websocket-version: must be ${WEBSOCKET_VERSION}; got ${(version ?? "none").slice(0, 20)}`,
+        headers: { "sec-websocket-version": WEBSOCKET_VERSION },
+      };
+    }
     const refused = refusedOrigin(headers, allowedOrigins, localOnly);
     if (refused) return { status: 403, reason: refused };
     return {
@@ -56,7 +75,7 @@ export class BridgeHub {
     if (!("status" in checked)) return checked;
     return new Response(`${checked.reason}\n`, {
       status: checked.status,
-      headers: { "content-type": "text/plain" },
+      headers: { "content-type": "text/plain", ...checked.headers },
     });
   }
 

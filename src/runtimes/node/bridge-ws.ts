@@ -1,7 +1,12 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import { BRIDGE_PATH, type BridgeHub, type BridgeUpgrade } from "../../bridge/server/bridge-hub.js";
+import {
+  BRIDGE_PATH,
+  type BridgeHub,
+  type BridgeUpgrade,
+  REFUSAL_PHRASES,
+} from "../../bridge/server/bridge-hub.js";
 import { selectProtocol } from "../../bridge/server/handshake.js";
 import type { BridgeSocket } from "../../bridge/server/socket-port.js";
 
@@ -72,15 +77,22 @@ export function createNodeBridge(hub: BridgeHub) {
   }
 
   return {
-    /** Handles an HTTP/1.1 upgrade; returns false when the path is not the bridge's. */
+    /**
+     * Handles an HTTP/1.1 upgrade; returns false when it is not a WebSocket upgrade to the
+     * bridge's path (the caller answers it as a plain request).
+     */
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
       const path = (req.url ?? "").split("?")[0];
-      if (path !== BRIDGE_PATH) return false;
+      if (path !== BRIDGE_PATH || req.headers.upgrade?.toLowerCase() !== "websocket") return false;
       const url = `http://${req.headers.host ?? "localhost"}${req.url ?? BRIDGE_PATH}`;
       const checked = hub.check(headersOf(req), url);
       if ("status" in checked) {
+        const phrase = REFUSAL_PHRASES[checked.status] ?? "Bad Request";
+        const extra = Object.entries(checked.headers ?? {})
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join("");
         socket.end(
-          `HTTP/1.1 ${checked.status} Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${checked.reason}\n`,
+          `HTTP/1.1 ${checked.status} ${phrase}\r\ncontent-type: text/plain\r\n${extra}connection: close\r\n\r\n${checked.reason}\n`,
         );
         return true;
       }

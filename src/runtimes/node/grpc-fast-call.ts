@@ -3,6 +3,7 @@ import { create, type DescMessage, fromBinary, toBinary } from "@bufbuild/protob
 import { Code, ConnectError, type MethodImplSpec } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { BINARY_READ_OPTIONS, decodeError, standInRequest } from "../../core/request-decoding.js";
 import { ABORTED, FastHandlerContext } from "./fast-context.js";
 import { type Envelope, EnvelopeReader } from "./grpc-envelope-reader.js";
 
@@ -77,7 +78,8 @@ export class FastCall {
     this.compression = negotiate(headerValue(headers["grpc-accept-encoding"]));
   }
 
-  start(): void {
+  /** `refusal`: an error to end the call with before reading it (an unknown grpc-encoding). */
+  start(refusal?: ConnectError): void {
     const { stream } = this;
     // Listeners shared by every call (no closures per call): they find the call on the stream.
     (stream as CallStream)[CALL] = this;
@@ -85,8 +87,9 @@ export class FastCall {
     stream.once("close", onStreamClose);
     stream.on("data", onStreamData);
     stream.once("end", onStreamEnd);
-    // connect raises a bad grpc-timeout before it reads the request.
-    if (this.timeoutError) this.fail(this.timeoutError);
+    // connect raises a bad grpc-timeout where it reads the request: the same code and frames.
+    if (refusal) this.fail(refusal);
+    else if (this.timeoutError) this.failDecoding(this.timeoutError);
   }
 
   onData(chunk: Buffer): void {
@@ -94,25 +97,24 @@ export class FastCall {
     try {
       for (const env of this.reader.push(chunk)) this.accept(env);
     } catch (err) {
-      this.fail(err);
+      this.failDecoding(err);
     }
   }
 
   private accept(env: Envelope): void {
     const { spec, kindName } = this.route;
-    if ((env.flags & COMPRESSED_FLAG) === COMPRESSED_FLAG) {
+    if (env.flags === COMPRESSED_FLAG) {
+      // Only an identity request reaches the fast path: connect's words (decodeError maps them).
       throw new ConnectError(
         "received compressed envelope, but do not know how to decompress",
         Code.Internal,
       );
     }
-    let message: unknown;
-    try {
-      message = fromBinary(spec.method.input, env.data);
-    } catch (e) {
+    if (env.flags !== 0) {
+      // gRPC defines one flag bit (compressed); anything else is not a gRPC message.
       throw new ConnectError(
-        `parse binary: ${e instanceof Error ? e.message : String(e)}`,
-        Code.Internal,
+        `request: envelope flags must be 0 or 1; got ${env.flags}`,
+        Code.InvalidArgument,
       );
     }
     if (this.hasInput) {
@@ -121,19 +123,30 @@ export class FastCall {
         Code.Unimplemented,
       );
     }
+    let message: unknown;
+    try {
+      message = fromBinary(spec.method.input, env.data, BINARY_READ_OPTIONS);
+    } catch (e) {
+      throw new ConnectError(
+        `parse binary: ${e instanceof Error ? e.message : String(e)}`,
+        Code.Internal,
+      );
+    }
     this.hasInput = true;
     this.input = message;
   }
 
   onEnd(): void {
     if (!this.reading) return;
-    this.reading = false;
     if (this.reader.incomplete) {
-      this.fail(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
+      this.failDecoding(
+        new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument),
+      );
     } else if (!this.hasInput) {
       const msg = `protocol error: missing input message for ${this.route.kindName} method`;
-      this.fail(new ConnectError(msg, Code.Unimplemented));
+      this.failDecoding(new ConnectError(msg, Code.Unimplemented));
     } else {
+      this.reading = false;
       void this.run();
     }
   }
@@ -149,6 +162,26 @@ export class FastCall {
   private fail(err: unknown): void {
     this.reading = false;
     this.end(err);
+  }
+
+  /**
+   * The request could not be read (undecodable, missing, extra, over the size limit): the same
+   * code as connect's pipeline with core's requestDecoding interceptor. StreamAudio runs on a
+   * stand-in request that fails with the error, as there (its error_message frame and all).
+   */
+  private failDecoding(err: unknown): void {
+    if (!this.reading) return;
+    this.reading = false;
+    // Unary calls: connect decodes them before any interceptor, so they keep its codes.
+    const error = this.route.spec.kind === "unary" ? err : decodeError(err, this.route.spec.method);
+    const standIn =
+      error instanceof ConnectError ? standInRequest(this.route.spec.method, error) : undefined;
+    if (standIn) {
+      this.input = standIn;
+      void this.run();
+    } else {
+      this.end(error);
+    }
   }
 
   private async run(): Promise<void> {

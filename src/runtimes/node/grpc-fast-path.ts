@@ -1,6 +1,6 @@
 import type * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import { createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
 import { type Compression, compressionNegotiate } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
@@ -40,7 +40,10 @@ export function createGrpcFastPath<S extends DescService>(
     const kindName = m.kind === "unary" ? "unary" : "server-streaming";
     routes.set(`/${service.typeName}/${m.method.name}`, { spec: m, kindName });
   }
-  const negotiate = negotiator(options.acceptCompression ?? [compressionGzip, compressionBrotli]);
+  const accept = options.acceptCompression ?? [compressionGzip, compressionBrotli];
+  const negotiate = negotiator(accept);
+  const known = new Set(["identity", ...accept.map((c) => c.name)]);
+  const supported = accept.map((c) => c.name).join(", ");
   return (stream, headers) => {
     if (headers[":method"] !== "POST") return false;
     const route = routes.get(headers[":path"] as string);
@@ -48,6 +51,17 @@ export function createGrpcFastPath<S extends DescService>(
     const type = headers["content-type"];
     if (typeof type !== "string" || !BINARY_GRPC.test(type)) return false;
     const encoding = headers["grpc-encoding"];
+    if (typeof encoding === "string" && !known.has(encoding)) {
+      // connect would echo the whole value back (5,000 characters, if that is what came).
+      const name = encoding.length > 40 ? `${encoding.slice(0, 40)}…` : encoding;
+      const refusal = new ConnectError(
+        `unknown compression "${name}": supported encodings are ${supported}`,
+        Code.Unimplemented,
+        { "grpc-accept-encoding": supported },
+      );
+      new FastCall(stream, headers, route, options, negotiate).start(refusal);
+      return true;
+    }
     if (encoding !== undefined && encoding !== "identity") return false;
     new FastCall(stream, headers, route, options, negotiate).start();
     return true;
@@ -69,6 +83,12 @@ export function installStreamHandler(server: http2.Http2Server, handle: StreamHa
     if (!handle(stream, headers)) compat.call(this, stream, headers, ...rest);
   });
   return true;
+}
+
+/** The first handler that takes the stream takes it. */
+export function firstOf(...handlers: (StreamHandler | undefined)[]): StreamHandler {
+  const list = handlers.filter((h): h is StreamHandler => h !== undefined);
+  return (stream, headers) => list.some((h) => h(stream, headers));
 }
 
 /** connect's compressionNegotiate for an identity request, memoised per grpc-accept-encoding. */

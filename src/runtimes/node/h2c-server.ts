@@ -2,8 +2,10 @@ import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
+import { connectRouterOptions } from "../../core/request-decoding.js";
 import { routes } from "../../core/streaming-service.js";
-import { installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
+import { firstOf, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
+import { guardH2, lingerH2 } from "./request-guard.js";
 
 export interface H2cServer {
   readonly url: string;
@@ -24,17 +26,19 @@ export async function listenH2c(
   /** grpcFastPath: see NodeServerOptions; default on. */
   options: { grpcFastPath?: boolean } = {},
 ): Promise<H2cServer> {
-  const server = http2.createServer(
-    {},
-    connectNodeAdapter({
-      routes: routes(core),
-      readMaxBytes: core.limits.maxRequestBytes,
-      shutdownSignal,
-    }),
+  const handler = connectNodeAdapter({
+    routes: routes(core),
+    ...connectRouterOptions(core.limits.maxRequestBytes, shutdownSignal),
+  });
+  const server = http2.createServer({}, (req, res) => {
+    lingerH2(req);
+    handler(req, res);
+  });
+  const fastPath = options.grpcFastPath ?? true;
+  installStreamHandler(
+    server,
+    firstOf(guardH2(core), fastPath ? pttGrpcFastPath(core, shutdownSignal) : undefined),
   );
-  if (options.grpcFastPath ?? true) {
-    installStreamHandler(server, pttGrpcFastPath(core, shutdownSignal));
-  }
   const sessions = new Set<http2.Http2Session>();
   server.on("session", (s) => {
     sessions.add(s);

@@ -4,11 +4,13 @@ import type { AddressInfo, Socket } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
 import type { PttCore, PttCoreOptions } from "../../core/ptt-core.js";
+import { connectRouterOptions } from "../../core/request-decoding.js";
 import { routes } from "../../core/streaming-service.js";
 import { createPttServer, type PttServer } from "../../server/ptt-server.js";
 import { createNodeBridge } from "./bridge-ws.js";
-import { installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
+import { firstOf, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
 import { createOnePortServer } from "./one-port.js";
+import { guardH1, guardH2, lingerH2 } from "./request-guard.js";
 
 type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
 
@@ -53,8 +55,7 @@ export async function serveNode(
   const { core } = server;
   const handler = connectNodeAdapter({
     routes: routes(core),
-    readMaxBytes: core.limits.maxRequestBytes,
-    shutdownSignal: server.shutdownSignal,
+    ...connectRouterOptions(core.limits.maxRequestBytes, server.shutdownSignal),
     // Hono's listener takes both request kinds; its types name the http2 ones differently.
     fallback: getRequestListener(server.httpApp().fetch) as unknown as Fallback,
   });
@@ -62,19 +63,30 @@ export async function serveNode(
   // After shutdown starts, a kept-alive HTTP/1.1 connection may still bring a request: answer
   // 503 (UNAVAILABLE to Connect and gRPC-Web clients) and close it, before the store is touched.
   const h1 = http.createServer((req, res) => {
+    if (guardH1(core, req, res)) return;
     if (!server.draining) return void handler(req, res);
     res.writeHead(503, { connection: "close", "content-type": "text/plain" });
     res.end("shutting down\n");
   });
-  h1.on("upgrade", (req, socket, head) => {
+  h1.on("upgrade", (req, socket: Socket, head) => {
     if (bridge.upgrade(req, socket, head)) return;
-    // A WebSocket client told why (ws: "Unexpected server response: 404"), not a reset socket.
-    socket.end(
-      "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nno WebSocket here: the bridge is at /v1/bridge\n",
-    );
+    // An upgrade we do not do (h2c from curl --http2, Upgrade: foo, a WebSocket elsewhere):
+    // ignore the offer, as HTTP allows, and answer the request itself (a WebSocket elsewhere
+    // gets the app's 404).
+    h1.emit("connection", withoutUpgrade(req, socket, head));
+    socket.resume();
   });
-  const h2 = http2.createServer({}, handler);
-  if (server.grpcFastPath) installStreamHandler(h2, pttGrpcFastPath(core, server.shutdownSignal));
+  const h2 = http2.createServer({}, (req, res) => {
+    lingerH2(req);
+    handler(req, res);
+  });
+  installStreamHandler(
+    h2,
+    firstOf(
+      guardH2(core),
+      server.grpcFastPath ? pttGrpcFastPath(core, server.shutdownSignal) : undefined,
+    ),
+  );
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<Socket>();
   h2.on("session", (s) => {
@@ -113,4 +125,31 @@ export async function serveNode(
     core,
     close: (graceMs) => server.shutdown(graceMs),
   };
+}
+
+/**
+ * The socket of an upgrade request we decline, rewound to the request's start without its
+ * upgrade headers, so the HTTP/1.1 server parses and answers it as any other request. node:http
+ * hands every Upgrade request to the 'upgrade' listener, and has no way to decline one.
+ */
+function withoutUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): Socket {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (/^(upgrade|http2-settings)$/i.test(name)) continue;
+    if (/^connection$/i.test(name)) {
+      // Keep "close" and "keep-alive"; the upgrade tokens go with the offer.
+      const kept = (raw[i + 1] as string)
+        .split(",")
+        .map((t) => t.trim())
+        .filter((t) => t !== "" && !/^(upgrade|http2-settings)$/i.test(t));
+      if (kept.length > 0) lines.push(`${name}: ${kept.join(", ")}`);
+      continue;
+    }
+    lines.push(`${name}: ${raw[i + 1]}`);
+  }
+  // rawHeaders are latin1 strings of the bytes received: latin1 gives the same bytes back.
+  socket.unshift(Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), head]));
+  return socket;
 }

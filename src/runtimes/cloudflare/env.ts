@@ -53,7 +53,9 @@ export function configOf(env: Env): WorkersConfig {
     if (vars[limitEnvName(key)] !== undefined)
       clamped.push(`${limitEnvName(key)}: ${asked} -> ${cap}`);
   }
-  return { ...config, core: { ...config.core, limits }, clamped };
+  // A Worker is served on its public hostname, never on loopback (HOST means nothing here): the
+  // loopback-only Host/Origin rule (DNS rebinding) would refuse every request it gets.
+  return { ...config, core: { ...config.core, limits, localOnly: false }, clamped };
 }
 
 /**

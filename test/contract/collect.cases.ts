@@ -182,7 +182,8 @@ export function collectCases(target: () => Target): void {
           }),
           { numRuns: 25 },
         );
-      });
+        // Up to 25 x 13 calls in a row: seconds over a spawned runtime on a loaded machine.
+      }, 60_000);
     }
 
     it("COLLECT after COMMIT: FAILED_PRECONDITION, nothing stored", async () => {

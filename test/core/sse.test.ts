@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseSse } from "../../src/core/voice/sse.js";
+import { retryAfterMs } from "../../src/core/voice/upstream.js";
 
 async function events(text: string, cuts: number[] = []) {
   const bytes = new TextEncoder().encode(text);
@@ -45,5 +46,17 @@ describe("parseSse", () => {
     expect(await events("\n\n\nevent: x\n\ndata: y\n\n")).toEqual([
       { event: "message", data: "y" },
     ]);
+  });
+});
+
+describe("retryAfterMs", () => {
+  it("reads retry-after-ms, then retry-after in seconds or as an HTTP date", () => {
+    const now = Date.UTC(2026, 0, 1, 0, 0, 0);
+    const h = (init: Record<string, string>) => new Headers(init);
+    expect(retryAfterMs(h({ "retry-after-ms": "1500", "retry-after": "9" }), now)).toBe(1500);
+    expect(retryAfterMs(h({ "retry-after": "2" }), now)).toBe(2000);
+    expect(retryAfterMs(h({ "retry-after": "Thu, 01 Jan 2026 00:00:03 GMT" }), now)).toBe(3000);
+    expect(retryAfterMs(h({ "retry-after": "soon" }), now)).toBeUndefined();
+    expect(retryAfterMs(h({}), now)).toBeUndefined();
   });
 });

@@ -21,6 +21,9 @@ export interface UpstreamCall {
   text(): Promise<string>;
 }
 
+/** An error body is read this far at most (a message fits; a hostile upstream cannot flood us). */
+const MAX_ERROR_BODY = 16 * 1024;
+
 class UpstreamTimeout extends Error {
   override name = "UpstreamTimeout";
 }
@@ -93,7 +96,7 @@ export async function postUpstream(
   if (!response.ok) {
     let text = "";
     try {
-      text = await response.text();
+      text = await boundedText(response, MAX_ERROR_BODY);
     } catch (err) {
       return fail(err);
     }
@@ -181,6 +184,25 @@ export function upstreamStatusError(
     `${what}: the upstream refused the request (HTTP ${status})`,
     Code.Internal,
   );
+}
+
+async function boundedText(response: Response, max: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return "";
+  const decoder = new TextDecoder();
+  let out = "";
+  let bytes = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    out += decoder.decode(value, { stream: true });
+    if (bytes >= max) {
+      reader.cancel().catch(() => {});
+      break;
+    }
+  }
+  return out + decoder.decode();
 }
 
 /** OpenAI's `retry-after-ms`, else `retry-after` (seconds or an HTTP date). */

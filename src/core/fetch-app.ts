@@ -1,6 +1,7 @@
 import { createConnectRouter } from "@connectrpc/connect";
 import { createFetchHandler } from "@connectrpc/connect/protocol";
 import type { Hono } from "hono";
+import { corsHeaders } from "./cors.js";
 import { createHttpApp } from "./http-app.js";
 import type { PttCore } from "./ptt-core.js";
 import { connectRouterOptions } from "./request-decoding.js";
@@ -43,7 +44,12 @@ export function createFetchApp(core: PttCore, options: FetchAppOptions = {}): Fe
     if (overlong.length > 0) req = withoutHeaders(req, overlong);
     const path = new URL(req.url).pathname;
     const handler = rpc.get(path);
-    return handler ? handler(req) : app.fetch(req);
+    // Preflights go to the Hono app's CORS middleware; connect would answer them 405.
+    if (!handler || req.method === "OPTIONS") return app.fetch(req);
+    const res = await handler(req);
+    const origin = req.headers.get("origin");
+    if (origin !== null) for (const [k, v] of corsHeaders(core, origin)) res.headers.set(k, v);
+    return res;
   };
 }
 

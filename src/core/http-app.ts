@@ -1,9 +1,13 @@
 import { Hono } from "hono";
+import { corsMiddleware, RPC_PATH_PREFIX } from "./cors.js";
 import type { PttCore } from "./ptt-core.js";
 
 /** The non-RPC routes of docs/protocol.md §7, shared by every runtime. */
 export function createHttpApp(core: PttCore): Hono {
   const app = new Hono();
+  // Preflights of Connect and gRPC-Web calls from PTT_ALLOWED_ORIGINS (the calls themselves
+  // are answered by connect, which adds the same headers: corsHeaders).
+  app.use(`${RPC_PATH_PREFIX}*`, corsMiddleware(core));
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/readyz", async (c) => {
     try {

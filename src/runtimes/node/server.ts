@@ -3,6 +3,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
+import { corsHeaders } from "../../core/cors.js";
 import type { PttCore, PttCoreOptions } from "../../core/ptt-core.js";
 import { connectRouterOptions } from "../../core/request-decoding.js";
 import { routes } from "../../core/streaming-service.js";
@@ -53,12 +54,14 @@ export async function serveNode(
   options: { port?: number; host?: string } = {},
 ): Promise<NodeServer> {
   const { core } = server;
-  const handler = connectNodeAdapter({
+  // Hono's listener takes both request kinds; its types name the http2 ones differently.
+  const hono = getRequestListener(server.httpApp().fetch) as unknown as Fallback;
+  const rpcHandler = connectNodeAdapter({
     routes: routes(core),
     ...connectRouterOptions(core.limits.maxRequestBytes, server.shutdownSignal),
-    // Hono's listener takes both request kinds; its types name the http2 ones differently.
-    fallback: getRequestListener(server.httpApp().fetch) as unknown as Fallback,
+    fallback: hono,
   });
+  const handler = withCors(core, rpcHandler, hono);
   const bridge = createNodeBridge(server.bridge);
   // After shutdown starts, a kept-alive HTTP/1.1 connection may still bring a request: answer
   // 503 (UNAVAILABLE to Connect and gRPC-Web clients) and close it, before the store is touched.
@@ -152,4 +155,19 @@ function withoutUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer)
   // rawHeaders are latin1 strings of the bytes received: latin1 gives the same bytes back.
   socket.unshift(Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), head]));
   return socket;
+}
+
+/**
+ * CORS on Node: a browser's preflight goes to the Hono app's middleware (connect-node would
+ * answer it 405); a browser's call gets the same headers before connect writes its answer.
+ * Calls without an Origin header (native clients) pass untouched.
+ */
+function withCors(core: PttServer["core"], rpc: Fallback, hono: Fallback): Fallback {
+  return (req, res) => {
+    const origin = req.headers.origin;
+    if (origin === undefined) return rpc(req, res);
+    if (req.method === "OPTIONS") return hono(req, res);
+    for (const [k, v] of corsHeaders(core, origin)) res.setHeader(k, v);
+    return rpc(req, res);
+  };
 }

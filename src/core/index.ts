@@ -1,6 +1,14 @@
 // The public surface of the runtime-neutral core (named exports only).
 export { type Authenticator, createStaticTokenAuth } from "./auth.js";
 export {
+  createMemoryDriver,
+  createMemoryStore,
+  type JournalEntry,
+  type MemoryDriverOptions,
+  type MemoryStoreOptions,
+  type RecordJournal,
+} from "./drivers/memory.js";
+export {
   configFromEnv,
   type Env,
   limitEnvName,
@@ -38,13 +46,10 @@ export type {
 } from "./ports.js";
 export { type BargeIn, createPttCore, type PttCore, type PttCoreOptions } from "./ptt-core.js";
 export type { Chunk, CommittedTurn, SessionKey } from "./session.js";
+export { createSessionStore, type SessionEngineOptions } from "./session-engine.js";
 export { finishReplies } from "./shutdown.js";
+export type { Step, StepView, StepWrite, StoreDriver } from "./store-driver.js";
 export { createDenoKvStore } from "./stores/deno-kv-store.js";
-export {
-  createMemoryStore,
-  type MemoryStoreOptions,
-  type RecordJournal,
-} from "./stores/memory-store.js";
 export {
   createServiceImpl,
   createStreamingHandlers,

@@ -1,4 +1,5 @@
 import type { Authenticator } from "./auth.js";
+import { createMemoryStore } from "./drivers/memory.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { createInProcessMemory } from "./memory/in-process-memory.js";
 import { DEFAULT_MEMORY_BOUNDS } from "./memory/turns.js";
@@ -14,7 +15,6 @@ import type {
 import { DeviceRateLimits } from "./rate-limits.js";
 import { ReplyRegistry } from "./reply-registry.js";
 import { applyRemoteStop, localReplyBus } from "./reply-stops.js";
-import { createMemoryStore } from "./stores/memory-store.js";
 import { systemClock } from "./system-clock.js";
 import { keepByteOrderMarks } from "./text-decoding.js";
 import { createOpenAiWorkflow } from "./voice/openai-workflow.js";

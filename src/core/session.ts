@@ -165,8 +165,9 @@ function insertPlaced<T extends Placed>(list: T[], item: T): T[] {
 }
 
 /**
- * Applies one COLLECT chunk. Returns the outcome; the session is updated in place
- * only when every limit holds (a breach throws RESOURCE_EXHAUSTED and changes nothing).
+ * Applies one COLLECT chunk. Returns the outcome; the session's fields are reassigned
+ * (its arrays replaced, never edited, so a shallow copy leaves the original intact) only
+ * when every limit holds (a breach throws RESOURCE_EXHAUSTED and changes nothing).
  */
 export function collectChunk(
   session: OpenSession,
@@ -203,8 +204,9 @@ export function collectChunk(
     touchedAt: now,
     chunks: session.chunks + 1,
     lastSeq: Math.max(session.lastSeq, chunk.seq),
+    // A new array, as every field here: a caller may pass a shallow copy of a stored record.
+    seqs: chunk.seq > 0 ? [...session.seqs, chunk.seq] : session.seqs,
   });
-  if (chunk.seq > 0) session.seqs.push(chunk.seq);
   return "accepted";
 }
 

@@ -1,10 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { createMemoryStore } from "../../src/core/drivers/memory.js";
 import { DEFAULT_LIMITS } from "../../src/core/limits.js";
 import type { SessionStore } from "../../src/core/ports.js";
 import { createPttCore } from "../../src/core/ptt-core.js";
-import { createMemoryStore } from "../../src/core/stores/memory-store.js";
 import { createStreamingHandlers } from "../../src/core/streaming-service.js";
 import { systemClock } from "../../src/core/system-clock.js";
 import {

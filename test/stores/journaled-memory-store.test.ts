@@ -1,17 +1,19 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import type { SessionRecord } from "../../src/core/session.js";
-import { createMemoryStore, type RecordJournal } from "../../src/core/stores/memory-store.js";
+import {
+  createMemoryStore,
+  type JournalEntry,
+  type RecordJournal,
+} from "../../src/core/drivers/memory.js";
 import { ChunkMode } from "../../src/gen/streaming_pb.js";
 import { STORE_TEST_LIMITS, testStore } from "../contract/store.js";
 import { ManualClock } from "../support/manual-clock.js";
 
 /** A journal over a Map that stores copies, as a Durable Object's KV stores serialized records. */
-function mapJournal(map = new Map<string, SessionRecord>()): RecordJournal & { map: typeof map } {
+function mapJournal(map = new Map<string, JournalEntry>()): RecordJournal & { map: typeof map } {
   return {
     map,
-    load: () =>
-      [...map.entries()].map(([k, r]) => [k, structuredClone(r)] as [string, SessionRecord]),
+    load: () => [...map.entries()].map(([k, r]) => [k, structuredClone(r)] as const),
     put: (k, r) => void map.set(k, structuredClone(r)),
     delete: (k) => void map.delete(k),
   };
@@ -38,7 +40,7 @@ describe("journaled memory store: rebuilt after a restart", () => {
     expect((await after.collect(k, delta(2, "there "))).outcome).toBe("duplicate");
     const turn = await after.commit(k, [], "t1");
     expect(turn.text).toBe("hello there again");
-    expect(journal.map.get(`${k.hardwareId}\n${k.sessionId}`)?.state).toBe("committed");
+    expect(journal.map.get(`${k.hardwareId}\n${k.sessionId}`)?.record.state).toBe("committed");
   });
 
   it("tombstones survive too, and expiry counts from the original times", async () => {
@@ -65,7 +67,7 @@ describe("journaled memory store: rebuilt after a restart", () => {
     const journal = mapJournal();
     const store = createMemoryStore({ limits, clock, journal });
     await store.collect(key(), delta(1, "x"));
-    clock.tick(limits.idleTtlMs + limits.tombstoneTtlMs + 2000);
+    await clock.tickAsync(limits.idleTtlMs + limits.tombstoneTtlMs + 2000);
     expect(journal.map.size).toBe(0);
   });
 
@@ -76,7 +78,9 @@ describe("journaled memory store: rebuilt after a restart", () => {
     const capped: RecordJournal = {
       ...journal,
       put: (k, r) => {
-        const audio = r.state === "open" ? r.audio.reduce((n, p) => n + p.audio.data.length, 0) : 0;
+        const { record } = r;
+        const audio =
+          record.state === "open" ? record.audio.reduce((n, p) => n + p.audio.data.length, 0) : 0;
         if (audio > 1500) throw new Error("SQLITE_TOOBIG");
         journal.put(k, r);
       },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createMemoryStore } from "../../src/core/stores/memory-store.js";
+import { createMemoryStore } from "../../src/core/drivers/memory.js";
 import { ChunkMode } from "../../src/gen/streaming_pb.js";
 import { STORE_TEST_LIMITS, testStore } from "../contract/store.js";
 import { ManualClock } from "../support/manual-clock.js";
@@ -20,11 +20,11 @@ describe("memory store sweeper", () => {
     await store.collect(key, chunk);
     expect(clock.pendingTimers).toBe(1);
     // The timer is set for the session's deadline (plus a little slack to batch expiries).
-    clock.tick(limits.idleTtlMs + 1000);
+    await clock.tickAsync(limits.idleTtlMs + 1000);
     expect(expired).toEqual([1]);
     expect((await store.stats()).openSessions).toBe(0);
     // The tombstone keeps it armed until it is forgotten; then no timer is left.
-    clock.tick(limits.tombstoneTtlMs + limits.idleTtlMs);
+    await clock.tickAsync(limits.tombstoneTtlMs + limits.idleTtlMs);
     expect(clock.pendingTimers).toBe(0);
     await store.collect({ ...key, sessionId: crypto.randomUUID() }, chunk);
     expect(clock.pendingTimers).toBe(1);

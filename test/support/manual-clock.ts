@@ -59,6 +59,22 @@ export class ManualClock implements Clock {
     return this.runDueTimers();
   }
 
+  /**
+   * `tick` for timers that start async work (a store's sweep): after running the due
+   * timers it lets that work finish (one macrotask), and runs again what became due,
+   * until a pass runs none.
+   */
+  async tickAsync(ms: number): Promise<number> {
+    this.advance(ms);
+    let ran = 0;
+    for (;;) {
+      const n = this.runDueTimers();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      ran += n;
+      if (n === 0) return ran;
+    }
+  }
+
   /** Timers set and neither run nor cleared. */
   get pendingTimers(): number {
     return this.timers.size;

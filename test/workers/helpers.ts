@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import type { JournalEntry } from "../../src/core/drivers/memory.js";
 import type { PttCore } from "../../src/core/ptt-core.js";
 import type { SessionRecord } from "../../src/core/session.js";
 import {
@@ -100,8 +101,8 @@ export async function stored(
 ): Promise<{ records: Map<string, SessionRecord>; alarm: number | null }> {
   return runInDurableObject(deviceStub(hardwareId), async (_instance, state) => {
     const records = new Map<string, SessionRecord>();
-    for (const [k, r] of state.storage.kv.list<SessionRecord>({ prefix: "s:" })) {
-      records.set(k.slice(2), r);
+    for (const [k, e] of state.storage.kv.list<JournalEntry>({ prefix: "s:" })) {
+      records.set(k.slice(2), e.record);
     }
     return { records, alarm: await state.storage.getAlarm() };
   });

@@ -33,10 +33,11 @@ export class AlarmClock implements Clock {
     this.storage.deleteAlarm().catch((err: unknown) => this.onError("deleteAlarm", err));
   }
 
-  /** alarm(): run the store's timer callback. */
-  fire(): void {
+  /** alarm(): runs the store's timer callback; false when none was set in this life of the object. */
+  fire(): boolean {
     const fn = this.pending;
     this.pending = undefined;
     fn?.();
+    return fn !== undefined;
   }
 }

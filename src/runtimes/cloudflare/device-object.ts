@@ -9,11 +9,11 @@ import {
   offeredProtocols,
   selectProtocol,
 } from "../../bridge/server/handshake.js";
+import { createMemoryStore } from "../../core/drivers/memory.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
 import type { Workflow } from "../../core/ports.js";
 import { createPttCore, type PttCore, type StoreFactory } from "../../core/ptt-core.js";
-import { createMemoryStore } from "../../core/stores/memory-store.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { systemClock } from "../../core/system-clock.js";
 import { AlarmClock } from "./alarm-clock.js";
@@ -210,7 +210,8 @@ export class DeviceObject extends DurableObject<Env> {
     this.sockets.delete(ws);
   }
 
-  override alarm(): void {
-    this.clock.fire();
+  /** The store's sweep: its timer's, or (a fresh object woken by its alarm) one now. */
+  override async alarm(): Promise<void> {
+    if (!this.clock.fire()) await this.core.store.sweep();
   }
 }

@@ -1,26 +1,31 @@
+import type { JournalEntry, RecordJournal } from "../../core/drivers/memory.js";
 import type { OpenSession, SessionRecord } from "../../core/session.js";
-import type { RecordJournal } from "../../core/stores/memory-store.js";
 
 /** Session records live under "s:<hardware id>\n<session id>" in the object's KV. */
 const PREFIX = "s:";
 
 /**
- * The memory store's write-through journal in a device object's synchronous SQLite
+ * The memory driver's write-through journal in a device object's synchronous SQLite
  * KV: one value per session, written in the same step that changes it. A write the
- * storage refuses throws, and the store then leaves the session as it was.
+ * storage refuses throws, and the driver then leaves the session as it was.
  */
 export function createKvJournal(kv: SyncKvStorage): RecordJournal {
   return {
     load: () =>
-      [...kv.list<SessionRecord>({ prefix: PREFIX })].map(
-        ([k, r]) => [k.slice(PREFIX.length), r] as const,
+      [...kv.list<JournalEntry | SessionRecord>({ prefix: PREFIX })].map(
+        ([k, stored]) => [k.slice(PREFIX.length), entryOf(stored)] as const,
       ),
-    put: (k, record) => {
-      if (record.state === "open") ownAudioBuffers(record);
-      kv.put(`${PREFIX}${k}`, record);
+    put: (k, entry) => {
+      if (entry.record.state === "open") ownAudioBuffers(entry.record);
+      kv.put(`${PREFIX}${k}`, entry);
     },
     delete: (k) => void kv.delete(`${PREFIX}${k}`),
   };
+}
+
+/** Records stored before entries had a due time are due now: the engine's sweep rewrites them. */
+function entryOf(stored: JournalEntry | SessionRecord): JournalEntry {
+  return "state" in stored ? { record: stored, dueAt: 0 } : stored;
 }
 
 /**

@@ -1,0 +1,183 @@
+import { storeUnavailable } from "../errors.js";
+import type { Limits } from "../limits.js";
+import type { Clock, SessionStore, StoreStats } from "../ports.js";
+import { bufferedBytes, type SessionKey, type SessionRecord } from "../session.js";
+import { createSessionStore } from "../session-engine.js";
+import type { StepWrite, StoreDriver } from "../store-driver.js";
+
+/** A record and when the engine wants to see it again (store-driver.ts). */
+export interface JournalEntry {
+  record: SessionRecord;
+  dueAt: number;
+}
+
+/**
+ * Synchronous write-through persistence (a Durable Object's SQLite KV): every write is
+ * journaled before memory changes (a refused write changes nothing and answers
+ * UNAVAILABLE), and `load` rebuilds the driver after a restart or eviction.
+ */
+export interface RecordJournal {
+  load(): Iterable<readonly [string, JournalEntry]>;
+  put(key: string, entry: JournalEntry): void;
+  delete(key: string): void;
+}
+
+export interface MemoryDriverOptions {
+  /** Tombstones kept in all, the first sealed forgotten first (client ids are unbounded). */
+  maxTombstones?: number;
+  journal?: RecordJournal | undefined;
+}
+
+interface Device {
+  open: Map<string, number>;
+  /** Its tombstones' keys, in the order they were sealed (made with the first one). */
+  sealed?: Set<string>;
+}
+
+const NONE: ReadonlyMap<string, number> = new Map();
+
+/**
+ * Records in Maps. A step reads, runs and writes with no await in between, so it is
+ * atomic by construction (one process, one thread: a Durable Object too, with a journal).
+ */
+export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriver {
+  const { journal } = options;
+  const maxTotal = options.maxTombstones ?? Number.POSITIVE_INFINITY;
+  const slots = new Map<string, JournalEntry>();
+  const devices = new Map<string, Device>();
+  const sealed = new Set<string>();
+  const gauges: StoreStats = { openSessions: 0, bufferedBytes: 0 };
+  const keyOf = (hardwareId: string, sessionId: string) => `${hardwareId}\n${sessionId}`;
+
+  function remove(k: string, record: SessionRecord): void {
+    slots.delete(k);
+    sealed.delete(k);
+    const device = devices.get(record.hardwareId);
+    if (!device) return;
+    device.open.delete(record.sessionId);
+    device.sealed?.delete(k);
+    if (device.open.size === 0 && !device.sealed?.size) devices.delete(record.hardwareId);
+  }
+
+  /** Tombstones past the bounds: the record goes (its journal delete may fail: load forgets it). */
+  function forget(k: string): void {
+    const slot = slots.get(k);
+    if (!slot) return;
+    try {
+      journal?.delete(k);
+    } catch {
+      // A tombstone that outlives its delete is forgotten by the engine at its time.
+    }
+    remove(k, slot.record);
+  }
+
+  function add(k: string, slot: JournalEntry, maxTombstones: number): void {
+    const { record } = slot;
+    slots.set(k, slot);
+    let device = devices.get(record.hardwareId);
+    if (!device) {
+      device = { open: new Map() };
+      devices.set(record.hardwareId, device);
+    }
+    if (record.state === "open") {
+      device.open.set(record.sessionId, slot.dueAt);
+      return;
+    }
+    device.sealed ??= new Set();
+    device.sealed.add(k);
+    sealed.add(k);
+    // A device past its bound loses its own oldest, never another's; the total is the last resort.
+    if (device.sealed.size > maxTombstones) forget(first(device.sealed));
+    if (sealed.size > maxTotal) forget(first(sealed));
+  }
+
+  function apply(k: string, write: StepWrite): void {
+    const { record } = write;
+    try {
+      if (record) journal?.put(k, { record, dueAt: write.dueAt });
+      else journal?.delete(k);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    gauges.openSessions += write.openDelta;
+    gauges.bufferedBytes += write.bytesDelta;
+    const slot = slots.get(k);
+    if (slot && record?.state === "open" && slot.record.state === "open") {
+      // The common COLLECT: same session, still open; its indexes only move its deadline.
+      slot.record = record;
+      slot.dueAt = write.dueAt;
+      devices.get(record.hardwareId)?.open.set(record.sessionId, write.dueAt);
+      return;
+    }
+    if (slot) remove(k, slot.record);
+    if (record) add(k, { record, dueAt: write.dueAt }, write.maxTombstones);
+  }
+
+  if (journal) {
+    // Rebuild after a restart: records keep their times, so the engine decides expiry as before.
+    for (const [k, entry] of journal.load()) {
+      if (entry.record.state === "open") {
+        gauges.openSessions++;
+        gauges.bufferedBytes += bufferedBytes(entry.record);
+      }
+      add(k, entry, Number.POSITIVE_INFINITY);
+    }
+  }
+
+  return {
+    async step(key, run) {
+      const k = keyOf(key.hardwareId, key.sessionId);
+      const record = slots.get(k)?.record;
+      const deviceOpen = devices.get(key.hardwareId)?.open ?? NONE;
+      const step = run({ record, deviceOpen, gauges });
+      if (step.write) apply(k, step.write);
+      return step;
+    },
+
+    async due(now) {
+      const keys: SessionKey[] = [];
+      let next = Number.POSITIVE_INFINITY;
+      for (const { record, dueAt } of slots.values()) {
+        if (dueAt <= now) keys.push({ hardwareId: record.hardwareId, sessionId: record.sessionId });
+        else next = Math.min(next, dueAt);
+      }
+      return { keys, next };
+    },
+
+    async gauges() {
+      return { ...gauges };
+    },
+
+    async ping() {},
+
+    async close() {
+      slots.clear();
+      devices.clear();
+      sealed.clear();
+      gauges.openSessions = 0;
+      gauges.bufferedBytes = 0;
+    },
+  };
+}
+
+export interface MemoryStoreOptions {
+  limits: Readonly<Limits>;
+  clock: Clock;
+  /** Called with the number of sessions that expired (lazily or by the sweeper). */
+  onExpired?: ((count: number) => void) | undefined;
+  journal?: RecordJournal | undefined;
+}
+
+/** The session engine over the memory driver: the default store of every runtime. */
+export function createMemoryStore(options: MemoryStoreOptions): SessionStore {
+  const driver = createMemoryDriver({
+    journal: options.journal,
+    maxTombstones: options.limits.maxOpenSessionsPerInstance,
+  });
+  return createSessionStore({ ...options, driver });
+}
+
+function first(keys: Iterable<string>): string {
+  for (const k of keys) return k;
+  throw new Error("unreachable: empty set");
+}

@@ -80,6 +80,7 @@ export function createAuthenticator(
   }
   const verify = settings.jwt && jwtVerifier ? jwtVerifier(settings.jwt) : undefined;
   const claim = settings.jwt?.deviceClaim ?? "sub";
+  const verified = new VerifiedTokens();
   let digests: Promise<KeyDigest[]> | undefined;
   const keyDigests = () => {
     digests ??= Promise.all(
@@ -98,13 +99,50 @@ export function createAuthenticator(
       if (device !== null) return device;
     }
     if (!verify || !COMPACT_JWS.test(token)) return null;
+    const known = verified.get(token);
+    if (known) return known;
     const payload = await verify(token);
     const device = payload[claim];
     if (typeof device !== "string" || device.length === 0) {
       throw unauthenticated(`authorization: the token has no "${claim}" claim naming a device`);
     }
+    verified.set(token, device, payload.exp, settings.jwt?.clockToleranceSec ?? 0);
     return device;
   };
+}
+
+/** How long a verified JWT is taken without verifying it again (at most until it expires). */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
+
+/**
+ * JWTs that verified, by token: a device sends the same token with every chunk (a bridge
+ * socket keeps one for all its calls), and a signature check costs more than the COLLECT
+ * itself. Only tokens that verified are kept (a forger cannot fill it), each until its exp
+ * (plus the skew) or for a minute, whichever is first, so a key withdrawn from the JWKS stops
+ * working within a minute. The oldest go first past VERIFIED_MAX.
+ */
+class VerifiedTokens {
+  private readonly tokens = new Map<string, { device: string; until: number }>();
+
+  get(token: string): string | undefined {
+    const hit = this.tokens.get(token);
+    if (!hit) return undefined;
+    if (Date.now() < hit.until) return hit.device;
+    this.tokens.delete(token);
+    return undefined;
+  }
+
+  set(token: string, device: string, exp: unknown, toleranceSec: number): void {
+    const expires = typeof exp === "number" ? (exp + toleranceSec) * 1000 : 0;
+    const until = Math.min(expires, Date.now() + VERIFIED_TTL_MS);
+    if (until <= Date.now()) return;
+    if (this.tokens.size >= VERIFIED_MAX) {
+      const oldest = this.tokens.keys().next().value;
+      if (oldest !== undefined) this.tokens.delete(oldest);
+    }
+    this.tokens.set(token, { device, until });
+  }
 }
 
 /** Static API keys only, `token -> hardware_id` (tests and embedders). */

@@ -1,5 +1,15 @@
 // The public surface of the runtime-neutral core (named exports only).
-export { type Authenticator, createStaticTokenAuth } from "./auth.js";
+export {
+  type ApiKey,
+  type Authenticator,
+  type AuthSettings,
+  createAuthenticator,
+  createStaticTokenAuth,
+  type JwtSettings,
+  type JwtVerifier,
+  type JwtVerifierFactory,
+} from "./auth.js";
+export { corsHeaders, corsMiddleware } from "./cors.js";
 export {
   createMemoryDriver,
   createMemoryStore,

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
@@ -54,6 +55,11 @@ export async function serveNode(
   options: { port?: number; host?: string } = {},
 ): Promise<NodeServer> {
   const { core } = server;
+  // Every running call listens on the server's one shutdown signal (connect's handler context
+  // and the fast path's), and stops listening when it ends: 50 concurrent replies are 50
+  // listeners, not a leak (test/node/max-listeners.test.ts checks they all go). Node would
+  // warn past 10 and an operator would read that as one.
+  setMaxListeners(0, server.shutdownSignal);
   // Hono's listener takes both request kinds; its types name the http2 ones differently.
   const hono = getRequestListener(server.httpApp().fetch) as unknown as Fallback;
   const rpcHandler = connectNodeAdapter({

@@ -71,6 +71,8 @@ describe("no MaxListenersExceededWarning at any load", () => {
       // Warnings are emitted on the next tick.
       await new Promise((r) => setImmediate(r));
       expect(warnings.map((w) => `${w.name}: ${w.message}`)).toEqual([]);
+      // Not a leak either: the calls that ended stopped listening for the shutdown.
+      expect(getEventListeners(ptt.shutdownSignal, "abort")).toHaveLength(0);
     },
     60_000,
   );

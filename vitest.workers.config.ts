@@ -24,5 +24,8 @@ export default defineConfig({
     include: ["test/workers/**/*.test.ts"],
     testTimeout: 15_000,
     isolate: false,
+    // One file at a time: several files count on 1 s TTLs, which a file running beside them
+    // (the store suite's hundreds of steps) must not eat on a loaded 2-core machine.
+    fileParallelism: false,
   },
 });

@@ -9,11 +9,11 @@ import {
   offeredProtocols,
   selectProtocol,
 } from "../../bridge/server/handshake.js";
-import { createMemoryStore } from "../../core/drivers/memory.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
 import type { Workflow } from "../../core/ports.js";
 import { createPttCore, type PttCore, type StoreFactory } from "../../core/ptt-core.js";
+import { createSessionStore } from "../../core/session-engine.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { systemClock } from "../../core/system-clock.js";
 import { AlarmClock } from "./alarm-clock.js";
@@ -21,7 +21,7 @@ import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
 import { createDurableMemory } from "./durable-memory.js";
 import { configOf, type Env, loggerOf } from "./env.js";
 import { lengthPrefixed } from "./frame-stream.js";
-import { createKvJournal } from "./kv-journal.js";
+import { createStorageDriver } from "./storage-driver.js";
 import { createWorkersAiWorkflow } from "./workers-ai.js";
 
 /**
@@ -49,7 +49,12 @@ export class DeviceObject extends DurableObject<Env> {
     this.device = kv.get<string>("device");
     const clock = this.clock;
     const store: StoreFactory = ({ limits, onExpired }) =>
-      createMemoryStore({ limits, clock, onExpired, journal: createKvJournal(kv) });
+      createSessionStore({
+        driver: createStorageDriver(kv, limits.maxOpenSessionsPerInstance),
+        limits,
+        clock,
+        onExpired,
+      });
     // The voice workflow's memory lives in this object's storage: it survives restarts.
     const memory = createDurableMemory(
       kv,

@@ -1,15 +1,27 @@
-import type { JournalEntry, RecordJournal } from "../../core/drivers/memory.js";
+import {
+  createMemoryDriver,
+  type JournalEntry,
+  type RecordJournal,
+} from "../../core/drivers/memory.js";
 import type { OpenSession, SessionRecord } from "../../core/session.js";
+import type { StoreDriver } from "../../core/store-driver.js";
 
 /** Session records live under "s:<hardware id>\n<session id>" in the object's KV. */
 const PREFIX = "s:";
 
 /**
- * The memory driver's write-through journal in a device object's synchronous SQLite
- * KV: one value per session, written in the same step that changes it. A write the
- * storage refuses throws, and the driver then leaves the session as it was.
+ * The store driver of a device object: its synchronous SQLite KV, one value per session
+ * (the record and its due time), written in the step that changes it; a write the storage
+ * refuses changes nothing and answers UNAVAILABLE. An object is the only writer of its
+ * storage, so the memory driver serves reads from what it loaded and wrote (a read per
+ * step would deserialize a whole hold, audio and all, for every COLLECT); a new instance
+ * of the object (eviction, restart) loads it again.
  */
-export function createKvJournal(kv: SyncKvStorage): RecordJournal {
+export function createStorageDriver(kv: SyncKvStorage, maxTombstones?: number): StoreDriver {
+  return createMemoryDriver({ journal: kvJournal(kv), maxTombstones });
+}
+
+function kvJournal(kv: SyncKvStorage): RecordJournal {
   return {
     load: () =>
       [...kv.list<JournalEntry | SessionRecord>({ prefix: PREFIX })].map(

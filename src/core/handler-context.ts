@@ -6,6 +6,7 @@ import {
   createContextValues,
   type HandlerContext,
 } from "@connectrpc/connect";
+import type { CallTransport } from "./call-transport.js";
 import { FastHeaders } from "./fast-headers.js";
 
 /**
@@ -28,6 +29,8 @@ export interface LazyHandlerContextInit {
   shutdownSignal?: AbortSignal;
   /** The deadline: the signal aborts with DEADLINE_EXCEEDED after this long. */
   timeoutMs?: number;
+  /** The connection the call came on (reply slots per connection, stalled replies). */
+  transport?: CallTransport;
 }
 
 /**
@@ -42,6 +45,7 @@ export class LazyHandlerContext implements HandlerContext {
   readonly method: DescMethod;
   readonly protocolName: string;
   readonly requestMethod = "POST";
+  readonly transport: CallTransport | undefined;
   private controller: AbortController | undefined;
   private reason: unknown;
   private isAborted = false;
@@ -62,6 +66,7 @@ export class LazyHandlerContext implements HandlerContext {
     this.shutdownSignal = init.shutdownSignal;
     this.initHeader = init.requestHeader;
     this.initUrl = init.url ?? "";
+    this.transport = init.transport;
     const { timeoutMs } = init;
     // A deadline past what a timer can hold is no deadline (setTimeout would fire at once).
     if (timeoutMs === undefined || timeoutMs > MAX_TIMER_MS) return;

@@ -21,6 +21,21 @@ export interface Limits {
   /** How long a sealed session's tombstone answers late requests. */
   tombstoneTtlMs: number;
   maxConcurrentReplies: number;
+  /**
+   * Replies one device may run at once on this instance (a share of max_concurrent_replies:
+   * one device cannot take every slot).
+   */
+  maxRepliesPerDevice: number;
+  /**
+   * Replies one connection (HTTP/1.1 socket, HTTP/2 connection, bridge socket) may run at once
+   * on this instance. Default a quarter of max_concurrent_replies.
+   */
+  maxRepliesPerConnection: number;
+  /**
+   * A reply whose reader took none of it for this long is ended (RESOURCE_EXHAUSTED) and its
+   * slot freed: a connection that stops reading holds no slot for longer.
+   */
+  replyStallMs: number;
   /** Largest request message accepted by the transports. */
   maxRequestBytes: number;
   /** COLLECTs one device may send per second (bursts of as many at once). */
@@ -43,6 +58,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxHoldMs: 600_000,
   tombstoneTtlMs: 300_000,
   maxConcurrentReplies: 256,
+  maxRepliesPerDevice: 8,
+  maxRepliesPerConnection: 64,
+  replyStallMs: 30_000,
   maxRequestBytes: 6 * 1024 * 1024,
   maxCollectsPerSecond: 200,
   maxCommitsPerMinute: 60,
@@ -63,7 +81,25 @@ export const LIMIT_NAMES: Readonly<Record<keyof Limits, string>> = Object.freeze
   maxHoldMs: "max_hold_ms",
   tombstoneTtlMs: "tombstone_ttl_ms",
   maxConcurrentReplies: "max_concurrent_replies",
+  maxRepliesPerDevice: "max_replies_per_device",
+  maxRepliesPerConnection: "max_replies_per_connection",
+  replyStallMs: "reply_stall_ms",
   maxRequestBytes: "max_request_bytes",
   maxCollectsPerSecond: "max_collects_per_second",
   maxCommitsPerMinute: "max_commits_per_minute",
 });
+
+/**
+ * The limits in force: defaults under what was set. The per-device and per-connection reply
+ * shares follow max_concurrent_replies when only it was set, and never exceed it.
+ */
+export function resolveLimits(set: Partial<Limits> = {}): Readonly<Limits> {
+  const limits = { ...DEFAULT_LIMITS, ...set };
+  const max = limits.maxConcurrentReplies;
+  if (set.maxRepliesPerConnection === undefined) {
+    limits.maxRepliesPerConnection = Math.max(1, Math.ceil(max / 4));
+  }
+  limits.maxRepliesPerConnection = Math.min(limits.maxRepliesPerConnection, max);
+  limits.maxRepliesPerDevice = Math.min(limits.maxRepliesPerDevice, max);
+  return Object.freeze(limits);
+}

@@ -1,6 +1,6 @@
 import type { Authenticator } from "./auth.js";
 import { createMemoryStore } from "./drivers/memory.js";
-import { DEFAULT_LIMITS, type Limits } from "./limits.js";
+import { type Limits, resolveLimits } from "./limits.js";
 import { createInProcessMemory } from "./memory/in-process-memory.js";
 import { DEFAULT_MEMORY_BOUNDS } from "./memory/turns.js";
 import { Metrics } from "./metrics.js";
@@ -94,7 +94,7 @@ export const silentLogger: Logger = {
 
 export function createPttCore(options: PttCoreOptions = {}): PttCore {
   keepByteOrderMarks();
-  const limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
+  const limits = resolveLimits(options.limits);
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
   const onExpired = (n: number) => {
@@ -129,7 +129,7 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     bargeIn: options.bargeIn ?? "press",
     endMessage: options.endMessage ?? "RESPONSE_COMPLETED",
     metrics,
-    replies: new ReplyRegistry(limits.maxConcurrentReplies),
+    replies: new ReplyRegistry(limits, clock),
     rates: new DeviceRateLimits(limits, clock),
     replyBus: options.replyBus ?? localReplyBus,
     allowedOrigins: options.allowedOrigins ?? [],

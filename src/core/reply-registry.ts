@@ -1,11 +1,24 @@
 import { resourceExhausted } from "./errors.js";
-import { LIMIT_NAMES } from "./limits.js";
+import { LIMIT_NAMES, type Limits } from "./limits.js";
+import type { Clock } from "./ports.js";
+import { systemClock } from "./system-clock.js";
 
 /** Why a reply was stopped; carried as the abort reason so the stream ends CANCELLED with it. */
 export class ReplyAborted extends Error {
   constructor(readonly why: "interrupted" | "cancelled" | "barge-in" | "shutdown") {
     super(`reply ${why}`);
     this.name = "ReplyAborted";
+  }
+}
+
+/** A reply ended because its reader took none of it for reply_stall_ms. */
+export class ReplyStalled extends Error {
+  readonly detail: string;
+  constructor(readonly stallMs: number) {
+    const detail = `the client read none of the reply for ${stallMs} ms; the reply was ended`;
+    super(`${LIMIT_NAMES.replyStallMs}: ${detail}`);
+    this.detail = detail;
+    this.name = "ReplyStalled";
   }
 }
 
@@ -17,35 +30,125 @@ export interface RunningReply {
   readonly controller: AbortController;
 }
 
+/** Who gets the reply slots: the instance, each device and each connection get a bound. */
+type SlotLimits = Pick<
+  Limits,
+  "maxConcurrentReplies" | "maxRepliesPerDevice" | "maxRepliesPerConnection" | "replyStallMs"
+>;
+
+/** A reply waiting for its reader to take a frame, and what to do if it never does. */
+interface Parked {
+  since: number;
+  onStall: () => void;
+}
+
 /**
  * The replies running in this process, by device, so InterruptSession, CANCEL and
  * barge-in can abort them. Also the admission gate for concurrent replies: a slot
- * is taken before the buffer is consumed and given back when the reply ends.
+ * is taken before the buffer is consumed and given back when the reply ends. Slots are
+ * fair: one device, or one connection (whatever devices it carries), holds at most its
+ * share, and a reply parked behind a reader that takes nothing for reply_stall_ms is
+ * stopped, so a client that stops reading cannot keep slots from everyone else.
  */
 export class ReplyRegistry {
   private readonly byDevice = new Map<string, Set<RunningReply>>();
+  private readonly slotsByDevice = new Map<string, number>();
+  private readonly slotsByConnection = new Map<object, number>();
+  private readonly parked = new Map<RunningReply, Parked>();
+  private sweep: unknown;
   private slots = 0;
   private seq = 0;
+  private readonly limits: SlotLimits;
 
-  constructor(private readonly maxConcurrent: number) {}
+  constructor(
+    limits: SlotLimits | number,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.limits =
+      typeof limits === "number"
+        ? {
+            maxConcurrentReplies: limits,
+            maxRepliesPerDevice: limits,
+            maxRepliesPerConnection: limits,
+            replyStallMs: 30_000,
+          }
+        : limits;
+  }
 
   get inFlight(): number {
     return this.slots;
   }
 
-  /** Takes a reply slot or throws RESOURCE_EXHAUSTED. Pair with release(). */
-  admit(): void {
-    if (this.slots >= this.maxConcurrent) {
+  /**
+   * Takes a reply slot for `hardwareId` on `connection` (undefined where the runtime cannot
+   * tell connections apart) or throws RESOURCE_EXHAUSTED naming the bound that is full.
+   * Returns the release, which gives the slot back once, however often it is called.
+   */
+  admit(hardwareId: string, connection?: object): () => void {
+    const { maxConcurrentReplies, maxRepliesPerDevice, maxRepliesPerConnection } = this.limits;
+    if (this.slots >= maxConcurrentReplies) {
       throw resourceExhausted(
         LIMIT_NAMES.maxConcurrentReplies,
         `${this.slots} replies are already running on this instance; retry the COMMIT`,
       );
     }
+    const device = this.slotsByDevice.get(hardwareId) ?? 0;
+    if (device >= maxRepliesPerDevice) {
+      throw resourceExhausted(
+        LIMIT_NAMES.maxRepliesPerDevice,
+        `${device} replies of this device are already running; retry the COMMIT once one ended`,
+      );
+    }
+    const conn = connection === undefined ? 0 : (this.slotsByConnection.get(connection) ?? 0);
+    if (conn >= maxRepliesPerConnection) {
+      throw resourceExhausted(
+        LIMIT_NAMES.maxRepliesPerConnection,
+        `${conn} replies are already running on this connection; read them, or retry the COMMIT on another connection`,
+      );
+    }
     this.slots++;
+    this.slotsByDevice.set(hardwareId, device + 1);
+    if (connection !== undefined) this.slotsByConnection.set(connection, conn + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.slots--;
+      decrement(this.slotsByDevice, hardwareId);
+      if (connection !== undefined) decrement(this.slotsByConnection, connection);
+    };
   }
 
-  release(): void {
-    this.slots--;
+  /**
+   * The reply handed a frame to its transport and waits for it to be taken: if it is still
+   * waiting after reply_stall_ms, `onStall` runs (once). Checked a few times per stall period
+   * rather than with a timer per frame.
+   */
+  park(reply: RunningReply, onStall: () => void): void {
+    this.parked.set(reply, { since: this.clock.now(), onStall });
+    if (this.sweep === undefined) this.armSweep();
+  }
+
+  /** The transport took the frame (or the reply ended). */
+  unpark(reply: RunningReply): void {
+    this.parked.delete(reply);
+  }
+
+  private armSweep(): void {
+    const stallMs = this.limits.replyStallMs;
+    this.sweep = this.clock.setTimer(
+      () => {
+        this.sweep = undefined;
+        const now = this.clock.now();
+        for (const [reply, p] of this.parked) {
+          if (now - p.since < stallMs) continue;
+          this.parked.delete(reply);
+          p.onStall();
+        }
+        if (this.parked.size > 0) this.armSweep();
+      },
+      Math.max(5, Math.ceil(stallMs / 4)),
+    );
   }
 
   /** Registers a reply that is starting now. */
@@ -69,6 +172,7 @@ export class ReplyRegistry {
 
   /** Unregisters a finished reply (only that one: a newer reply of the device stays). */
   finish(reply: RunningReply): void {
+    this.parked.delete(reply);
     const set = this.byDevice.get(reply.hardwareId);
     if (!set) return;
     set.delete(reply);
@@ -119,4 +223,10 @@ export class ReplyRegistry {
     }
     return n;
   }
+}
+
+function decrement<K>(map: Map<K, number>, key: K): void {
+  const n = (map.get(key) ?? 1) - 1;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
 }

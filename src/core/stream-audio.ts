@@ -2,11 +2,13 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { StreamRequest, StreamResponse } from "../gen/streaming_pb.js";
 import { linkSignals, untilAborted } from "./abortable.js";
 import { authorize } from "./auth.js";
-import { toConnectError, unavailable } from "./errors.js";
+import { callTransportOf } from "./call-transport.js";
+import { resourceExhausted, toConnectError, unavailable } from "./errors.js";
+import { LIMIT_NAMES } from "./limits.js";
 import type { Logger, ReplyContext } from "./ports.js";
 import type { PttCore } from "./ptt-core.js";
 import { endFrame, errorFrame, replyFrame } from "./reply-frames.js";
-import { ReplyAborted } from "./reply-registry.js";
+import { ReplyAborted, ReplyStalled } from "./reply-registry.js";
 import { stopEverywhere } from "./reply-stops.js";
 import { undecodableRequest } from "./request-decoding.js";
 import {
@@ -97,13 +99,15 @@ async function* commit(
 ): AsyncGenerator<StreamResponse> {
   const { hardwareId, sessionId } = v.key;
   const pieces = commitPiecesOf(req, v);
+  const transport = callTransportOf(ctx);
+  let giveBack: () => void;
   // Admission before consume: nothing below may touch the buffer until a slot is held.
   try {
     for (const [i, piece] of pieces.entries()) {
       checkChunkLimits(piece, core.limits, i === 0 ? "chunk_text" : "prompt");
     }
     core.rates.admitCommit(hardwareId, ctx);
-    core.replies.admit();
+    giveBack = core.replies.admit(hardwareId, transport?.connection);
   } catch (err) {
     core.metrics.commit("rejected");
     throw err;
@@ -122,9 +126,17 @@ async function* commit(
     signal.removeEventListener("abort", releaseSlot);
     linked.unlink();
     core.replies.finish(reply);
-    core.replies.release();
+    giveBack();
   };
   signal.addEventListener("abort", releaseSlot, { once: true });
+  // A frame its transport has not taken after reply_stall_ms: the reader stopped reading.
+  // The reply stops (its slot goes back now) and the transport ends the call on the wire.
+  const onStall = () => {
+    const stalled = new ReplyStalled(core.limits.replyStallMs);
+    core.logger.warn("reply stalled", { hardwareId, sessionId, stallMs: stalled.stallMs });
+    reply.controller.abort(stalled);
+    transport?.endStalled(asCallError(stalled));
+  };
   let turn: Awaited<ReturnType<PttCore["store"]["commit"]>>;
   try {
     // A caller that is gone (or a server shutting down) must not consume the buffer.
@@ -162,7 +174,9 @@ async function* commit(
       if (!frame) continue;
       if (!state.replied) stampFirstFrame();
       state.replied = true;
+      core.replies.park(reply, onStall);
       yield frame;
+      core.replies.unpark(reply);
       // Every transport (connect's pipeline, the gRPC fast path, the bridge) writes a frame
       // before it pulls the next one, and returns this generator instead when it could not:
       // getting here means this frame was written to the client's connection.
@@ -170,7 +184,9 @@ async function* commit(
     }
     if (!state.replied) stampFirstFrame();
     core.metrics.commit("ok");
+    core.replies.park(reply, onStall);
     yield endFrame(core.endMessage);
+    core.replies.unpark(reply);
   } catch (err) {
     // Stopped by us (interrupt, cancel, shutdown) or by the caller hanging up: not a failure.
     const stopped = reply.controller.signal.aborted || ctx.signal.aborted;
@@ -243,6 +259,8 @@ function commitFailure(err: unknown) {
 
 /** The status a failed call ends with. Aborted replies end CANCELLED (docs/protocol.md §4). */
 function asCallError(err: unknown): ConnectError {
+  // The reader took nothing for reply_stall_ms (docs/protocol.md §5).
+  if (err instanceof ReplyStalled) return resourceExhausted(LIMIT_NAMES.replyStallMs, err.detail);
   if (err instanceof ReplyAborted) {
     const why =
       err.why === "interrupted"

@@ -4,7 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "../../src/core/limits.js";
+import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits, resolveLimits } from "../../src/core/limits.js";
 import type { ReplyPart, Workflow } from "../../src/core/ports.js";
 import { systemClock } from "../../src/core/system-clock.js";
 import { createEchoWorkflow } from "../../src/core/workflows/echo.js";
@@ -52,6 +52,8 @@ const LIMITS: Partial<Limits> = {
   maxRequestBytes: 64 * 1024,
   maxChunksPerSession: 500,
   maxConcurrentReplies: 300,
+  // 100 devices commit at once on one socket below: the socket gets every slot.
+  maxRepliesPerConnection: 300,
   maxOpenSessionsPerDevice: 5,
 };
 const ECHO_DELAY_MS = 20;
@@ -93,7 +95,7 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
       expect(server.core.version).toBe(pkg.version);
       expect(hello.server).toBe(`ptt-edge/${pkg.version}`);
 
-      const configured: Limits = { ...DEFAULT_LIMITS, ...LIMITS };
+      const configured: Limits = resolveLimits(LIMITS);
       const expected: Record<string, bigint> = {};
       for (const [key, name] of Object.entries(LIMIT_NAMES)) {
         expected[name] = BigInt(configured[key as keyof Limits]);

@@ -53,6 +53,11 @@ export const TEST_LIMITS: Limits = {
   maxHoldMs: 600_000,
   tombstoneTtlMs: 300_000,
   maxConcurrentReplies: 120,
+  // One device on one connection fills every slot in the suite's case; the fair shares have
+  // their own tests (test/limits/reply-fairness.test.ts).
+  maxRepliesPerDevice: 120,
+  maxRepliesPerConnection: 120,
+  replyStallMs: 30_000,
   maxRequestBytes: 128 * 1024,
   // Generous: the suite's cases send bursts per device; test/limits/rate-limits.test.ts
   // breaches these two with a frozen clock.

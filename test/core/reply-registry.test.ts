@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { resolveLimits } from "../../src/core/limits.js";
 import { ReplyAborted, ReplyRegistry } from "../../src/core/reply-registry.js";
 
 const reason = (r: { controller: AbortController }) => r.controller.signal.reason as ReplyAborted;
@@ -104,12 +105,12 @@ describe("ReplyRegistry.cancelSession and abortAll", () => {
 describe("ReplyRegistry admission", () => {
   it("admit takes a slot; past the limit RESOURCE_EXHAUSTED naming max_concurrent_replies", () => {
     const replies = new ReplyRegistry(2);
-    replies.admit();
-    replies.admit();
+    const release = replies.admit("hw-1");
+    replies.admit("hw-2");
     expect(replies.inFlight).toBe(2);
     let refused: unknown;
     try {
-      replies.admit();
+      replies.admit("hw-3");
     } catch (err) {
       refused = err;
     }
@@ -117,18 +118,80 @@ describe("ReplyRegistry admission", () => {
     expect((refused as ConnectError).code).toBe(Code.ResourceExhausted);
     expect((refused as ConnectError).rawMessage).toMatch(/^max_concurrent_replies: /);
     expect(replies.inFlight).toBe(2);
-    replies.release();
+    release();
+    // Releasing twice gives back one slot, not two.
+    release();
     expect(replies.inFlight).toBe(1);
-    replies.admit();
+    replies.admit("hw-3");
     expect(replies.inFlight).toBe(2);
   });
 
   it("slots are independent of registered replies", () => {
     const replies = new ReplyRegistry(1);
     replies.start("hw", "s", "t");
-    replies.admit();
-    expect(() => replies.admit()).toThrow(/max_concurrent_replies/);
+    replies.admit("hw");
+    expect(() => replies.admit("hw")).toThrow(/max_concurrent_replies/);
     const zero = new ReplyRegistry(0);
-    expect(() => zero.admit()).toThrow(/max_concurrent_replies/);
+    expect(() => zero.admit("hw")).toThrow(/max_concurrent_replies/);
+  });
+
+  const fair = resolveLimits({ maxConcurrentReplies: 8, maxRepliesPerDevice: 2 });
+
+  it("a device holds at most max_replies_per_device; other devices still get slots", () => {
+    const replies = new ReplyRegistry(fair);
+    const first = replies.admit("hw");
+    replies.admit("hw");
+    expect(() => replies.admit("hw")).toThrow(/max_replies_per_device: /);
+    replies.admit("hw-other");
+    first();
+    replies.admit("hw");
+    expect(replies.inFlight).toBe(3);
+  });
+
+  it("a connection holds at most max_replies_per_connection (a quarter by default)", () => {
+    expect(fair.maxRepliesPerConnection).toBe(2);
+    const replies = new ReplyRegistry(fair);
+    const conn = {};
+    const release = replies.admit("hw-1", conn);
+    replies.admit("hw-2", conn);
+    expect(() => replies.admit("hw-3", conn)).toThrow(/max_replies_per_connection: /);
+    // Another connection, and calls without a known connection, are not affected.
+    replies.admit("hw-3", {});
+    replies.admit("hw-4");
+    release();
+    replies.admit("hw-5", conn);
+    expect(replies.inFlight).toBe(4);
+  });
+
+  it("the shares follow max_concurrent_replies and never pass it", () => {
+    expect(resolveLimits({ maxConcurrentReplies: 2 })).toMatchObject({
+      maxRepliesPerConnection: 1,
+      maxRepliesPerDevice: 2,
+    });
+    expect(resolveLimits({}).maxRepliesPerConnection).toBe(64);
+    expect(
+      resolveLimits({ maxConcurrentReplies: 4, maxRepliesPerConnection: 100 })
+        .maxRepliesPerConnection,
+    ).toBe(4);
+  });
+});
+
+describe("ReplyRegistry stall watch", () => {
+  it("a reply parked past reply_stall_ms is reported once; one that moved on is not", async () => {
+    const replies = new ReplyRegistry(resolveLimits({ replyStallMs: 40 }));
+    const stuck = replies.start("hw", "s-1", "t-1");
+    const moving = replies.start("hw", "s-2", "t-2");
+    let stalled: string[] = [];
+    replies.park(stuck, () => stalled.push("stuck"));
+    replies.park(moving, () => stalled.push("moving"));
+    replies.unpark(moving);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(stalled).toEqual(["stuck"]);
+    // A finished reply is no longer watched.
+    stalled = [];
+    replies.park(moving, () => stalled.push("moving"));
+    replies.finish(moving);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(stalled).toEqual([]);
   });
 });

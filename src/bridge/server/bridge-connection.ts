@@ -229,11 +229,14 @@ export class BridgeConnection {
         ? StreamingService.method.streamAudio
         : StreamingService.method.interruptSession;
     // Lazy: a COLLECT never reads its signal or request headers, so they are never built.
-    const ctx = new LazyHandlerContext({
+    const ctx: LazyHandlerContext = new LazyHandlerContext({
       method,
       protocolName: "bridge",
       url: this.url,
       requestHeader: this.requestHeader,
+      // Reply slots count per socket; a reply core found stalled ends with its CallEnd
+      // (RESOURCE_EXHAUSTED reply_stall_ms), queued behind what the client did not read.
+      transport: { connection: this, endStalled: (error) => ctx.abort(error) },
     });
     this.calls.set(id, ctx);
     this.flow.started(bytes);

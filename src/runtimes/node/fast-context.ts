@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http2";
 import type { DescMethod } from "@bufbuild/protobuf";
+import type { CallTransport } from "../../core/call-transport.js";
 import { LazyHandlerContext } from "../../core/handler-context.js";
 
 export { ABORTED } from "../../core/handler-context.js";
@@ -15,8 +16,9 @@ export class FastHandlerContext extends LazyHandlerContext {
     private readonly nodeHeaders: IncomingHttpHeaders,
     shutdownSignal: AbortSignal,
     timeoutMs: number | undefined,
+    transport: CallTransport,
   ) {
-    super({ method, protocolName: "grpc", shutdownSignal, timeoutMs });
+    super({ method, protocolName: "grpc", shutdownSignal, timeoutMs, transport });
   }
 
   protected override readRequestHeader(): Headers {

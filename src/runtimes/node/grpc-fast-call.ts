@@ -1,8 +1,9 @@
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import { create, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type MethodImplSpec } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { CallTransport } from "../../core/call-transport.js";
 import { BINARY_READ_OPTIONS, decodeError, standInRequest } from "../../core/request-decoding.js";
 import { ABORTED, FastHandlerContext } from "./fast-context.js";
 import { type Envelope, EnvelopeReader } from "./grpc-envelope-reader.js";
@@ -41,7 +42,9 @@ function onStreamClose(this: CallStream) {
   this[CALL]?.onClose();
 }
 
-export class FastCall {
+export class FastCall implements CallTransport {
+  /** The HTTP/2 connection: reply slots are shared fairly between connections. */
+  readonly connection: object;
   private readonly ctx: FastHandlerContext;
   private readonly reader: EnvelopeReader;
   private readonly compression: Compression | null;
@@ -68,11 +71,14 @@ export class FastCall {
       this.timeoutError = timeout.error;
       timeoutMs = timeout.timeoutMs;
     }
+    // A stream without its session is one node:http2 already closed: counted on its own.
+    this.connection = stream.session ?? stream;
     this.ctx = new FastHandlerContext(
       route.spec.method,
       headers,
       options.shutdownSignal,
       timeoutMs,
+      this,
     );
     this.reader = new EnvelopeReader(options.readMaxBytes);
     this.compression = negotiate(headerValue(headers["grpc-accept-encoding"]));
@@ -156,6 +162,17 @@ export class FastCall {
     if (this.done) return;
     // Like connect-node: an RST_STREAM code maps to a ConnectError, anything else is a plain abort.
     this.ctx.abort(errorFromResetCode(this.stream.rstCode) ?? ABORTED);
+  }
+
+  /**
+   * Core found the reply stalled (the client took none of it for reply_stall_ms, its window
+   * shut): the stream is reset with ENHANCE_YOUR_CALM, which gRPC clients read as
+   * RESOURCE_EXHAUSTED; what waited to be sent is dropped. The trailers could not pass the
+   * frames queued before them.
+   */
+  endStalled(): void {
+    if (this.closed || this.stream.destroyed) return;
+    this.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /** Ends the call with `err` before the implementation ran. */

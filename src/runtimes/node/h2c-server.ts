@@ -4,6 +4,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
 import { connectRouterOptions } from "../../core/request-decoding.js";
 import { routes } from "../../core/streaming-service.js";
+import { nodeContextValues } from "./call-transport.js";
 import { firstOf, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
 import { guardH2, lingerH2 } from "./request-guard.js";
 
@@ -28,6 +29,7 @@ export async function listenH2c(
 ): Promise<H2cServer> {
   const handler = connectNodeAdapter({
     routes: routes(core),
+    contextValues: nodeContextValues,
     ...connectRouterOptions(core.limits.maxRequestBytes, shutdownSignal),
   });
   const server = http2.createServer({}, (req, res) => {

@@ -10,6 +10,7 @@ import { connectRouterOptions } from "../../core/request-decoding.js";
 import { routes } from "../../core/streaming-service.js";
 import { createPttServer, type PttServer } from "../../server/ptt-server.js";
 import { createNodeBridge } from "./bridge-ws.js";
+import { nodeContextValues } from "./call-transport.js";
 import { firstOf, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
 import { createOnePortServer } from "./one-port.js";
 import { guardH1, guardH2, lingerH2 } from "./request-guard.js";
@@ -64,6 +65,7 @@ export async function serveNode(
   const hono = getRequestListener(server.httpApp().fetch) as unknown as Fallback;
   const rpcHandler = connectNodeAdapter({
     routes: routes(core),
+    contextValues: nodeContextValues,
     ...connectRouterOptions(core.limits.maxRequestBytes, server.shutdownSignal),
     fallback: hono,
   });

@@ -101,6 +101,7 @@ export interface CommittedTurn {
   text: string;
   audio: AudioPiece[];
   screenshot?: Screenshot | undefined;
+  /** COLLECT chunks the hold buffered (not the COMMIT's own chunk_text or prompt). */
   chunks: number;
   heldMs: number;
 }
@@ -298,7 +299,8 @@ export function commitTurn(
     text,
     audio,
     screenshot: state.screenshot,
-    chunks: order,
+    // The hold's COLLECT chunks: the COMMIT's own chunk_text and prompt are not chunks collected.
+    chunks: session.chunks,
     heldMs: now - session.createdAt,
   };
 }

@@ -59,7 +59,6 @@ export type { Chunk, CommittedTurn, SessionKey } from "./session.js";
 export { createSessionStore, type SessionEngineOptions } from "./session-engine.js";
 export { finishReplies } from "./shutdown.js";
 export type { Step, StepView, StepWrite, StoreDriver } from "./store-driver.js";
-export { createDenoKvStore } from "./stores/deno-kv-store.js";
 export {
   createServiceImpl,
   createStreamingHandlers,

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { Limits } from "../../src/core/limits.js";
 import type { SessionStore } from "../../src/core/ports.js";
 import type { Chunk, SessionKey } from "../../src/core/session.js";
-import { createDenoKvStore, type DenoKv } from "../../src/core/stores/deno-kv-store.js";
+import { createDenoKvStore, type DenoKv } from "../../src/drivers/deno-kv/deno-kv-store.js";
 import { ChunkMode } from "../../src/gen/streaming_pb.js";
 import { STORE_TEST_LIMITS, testStore } from "../contract/store.js";
 import { ManualClock } from "../support/manual-clock.js";

@@ -1,5 +1,11 @@
-import type { AudioPart, AudioPiece, OpenSession, Screenshot, Tombstone } from "../session.js";
-import { utf8Length } from "../text-merge.js";
+import type {
+  AudioPart,
+  AudioPiece,
+  OpenSession,
+  Screenshot,
+  Tombstone,
+} from "../../core/session.js";
+import { utf8Length } from "../../core/text-merge.js";
 
 /**
  * What the Deno KV store keeps, and how it builds one atomic step (deno-kv-store.ts): records

@@ -1,7 +1,13 @@
 import { ConnectError } from "@connectrpc/connect";
-import { resourceExhausted, storeUnavailable, unavailable } from "../errors.js";
-import { LIMIT_NAMES, type Limits } from "../limits.js";
-import type { CancelResult, Clock, CollectResult, SessionStore, StoreStats } from "../ports.js";
+import { resourceExhausted, storeUnavailable, unavailable } from "../../core/errors.js";
+import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
+import type {
+  CancelResult,
+  Clock,
+  CollectResult,
+  SessionStore,
+  StoreStats,
+} from "../../core/ports.js";
 import {
   type Chunk,
   type CommittedTurn,
@@ -13,9 +19,9 @@ import {
   type SessionKey,
   seal,
   type Tombstone,
-} from "../session.js";
-import { collectOnSealed, commitOnSealed } from "../session-errors.js";
-import { utf8Length } from "../text-merge.js";
+} from "../../core/session.js";
+import { collectOnSealed, commitOnSealed } from "../../core/session-errors.js";
+import { utf8Length } from "../../core/text-merge.js";
 import {
   asSession,
   type BlobRef,

@@ -3,12 +3,8 @@ import { describe, expect, it } from "vitest";
 import { LazyHandlerContext } from "../../src/core/handler-context.js";
 import { createPttCore } from "../../src/core/ptt-core.js";
 import { createStreamingHandlers } from "../../src/core/streaming-service.js";
-import {
-  RequestPhase,
-  StreamingService,
-  type StreamRequest,
-  StreamRequestSchema,
-} from "../../src/gen/streaming_pb.js";
+import { RequestPhase, StreamingService, StreamRequestSchema } from "../../src/gen/streaming_pb.js";
+import type { Req } from "../contract/calls.js";
 
 // The commit log line (what operators count holds by): `chunks` is what the hold collected,
 // not the COMMIT's own chunk_text or prompt.
@@ -20,7 +16,7 @@ describe("the commit log line", () => {
       logger: { debug() {}, info: keep, warn: keep, error: keep },
     });
     const handlers = createStreamingHandlers(core);
-    const call = async (init: Partial<StreamRequest>) => {
+    const call = async (init: Partial<Req>) => {
       const ctx = new LazyHandlerContext({
         method: StreamingService.method.streamAudio,
         protocolName: "test",

@@ -1,6 +1,7 @@
 import { ChunkMode, RequestPhase, type StreamRequest } from "../gen/streaming_pb.js";
 import { invalidArgument } from "./errors.js";
 import { canonicalHardwareId, canonicalSessionId } from "./identifiers.js";
+import { undecodableRequest } from "./request-decoding.js";
 import type { Chunk, SessionKey } from "./session.js";
 
 export type Phase = "collect" | "commit" | "cancel";
@@ -14,6 +15,11 @@ export interface ValidRequest {
 
 /** docs/protocol.md §2 checks in their documented order: hardware_id, session_id, phase, seq, mode. */
 export function validateStreamRequest(req: StreamRequest): ValidRequest {
+  // A stand-in for a request connect's pipeline could not read (request-decoding.ts): its
+  // own error (undecodable, over max_request_bytes) comes first, for every implementation
+  // that validates (core's StreamAudio, the Worker's device proxy).
+  const undecodable = undecodableRequest(req);
+  if (undecodable) throw undecodable;
   const hardwareId = canonicalHardwareId(req.hardwareId);
   const sessionId = canonicalSessionId(req.sessionId);
   const phase = phaseOf(req.phase);

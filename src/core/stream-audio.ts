@@ -10,7 +10,6 @@ import type { PttCore } from "./ptt-core.js";
 import { endFrame, errorFrame, replyFrame } from "./reply-frames.js";
 import { ReplyAborted, ReplyStalled } from "./reply-registry.js";
 import { stopEverywhere } from "./reply-stops.js";
-import { undecodableRequest } from "./request-decoding.js";
 import {
   collectChunkOf,
   commitPiecesOf,
@@ -36,9 +35,6 @@ export function createStreamAudio(core: PttCore) {
     const state: CallState = { replied: false };
     const receivedAt = performance.now();
     try {
-      // A request connect's pipeline could not decode (request-decoding.ts).
-      const undecodable = undecodableRequest(req);
-      if (undecodable) throw undecodable;
       const v = validateStreamRequest(req);
       // Only with auth on: reading ctx.requestHeader builds a Headers object per call.
       if (core.auth) await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);

@@ -154,7 +154,10 @@ describe.skipIf(missing && !process.env.CI)("demo page in headless Chromium", ()
       await expectLatency(page);
       // Both PCM parts went to Web Audio (0.2 s each).
       expect(await page.locator("#reply").getAttribute("data-audio-parts")).toBe("2");
-      expect(await page.locator("#meta").textContent()).toContain("audio 0.40 s in 2 parts");
+      // The meta line speaks to a person: no header or field names.
+      expect(await page.locator("#meta").textContent()).toMatch(
+        /^\(\d+ ms of it in the server · 0\.40 s of audio in 2 parts · complete · turn [0-9a-f]{8}\)$/,
+      );
       // What the page says it sent is what the server committed.
       const turn = turns.at(-1);
       expect(turn?.text).toBe(said);
@@ -174,9 +177,14 @@ describe.skipIf(missing && !process.env.CI)("demo page in headless Chromium", ()
       await page.keyboard.down("Space");
       await page.waitForTimeout(HOLD_MS / 2);
       expect(await page.locator("#talk").getAttribute("aria-pressed")).toBe("true");
+      // A space typed into the text field during the hold is typing, not the release.
+      await page.locator("#text").focus();
+      await page.keyboard.type(" Yes");
+      expect(await page.locator("#talk").getAttribute("aria-pressed")).toBe("true");
+      await page.locator("#talk").focus();
       await page.keyboard.up("Space");
 
-      await waitForReply(page, said);
+      await waitForReply(page, `${said} Yes`);
       const acks = await readAcks(page);
       expect(acks.sent).toBeGreaterThan(0);
       expect(acks.acked).toBe(acks.sent);

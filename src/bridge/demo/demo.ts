@@ -495,8 +495,12 @@ async function releaseHold(by: "pointer" | "key"): Promise<void> {
   const { turn } = holding;
   holding = undefined;
   showReleased();
+  // The client keeps the hold and commits once the socket is back: say so, not nothing.
+  const waiting = ptt.channel.state !== "open";
+  if (waiting) note("Released: waiting for the connection to send it…");
   try {
     const reply = await turn.release();
+    if (waiting) note("");
     if (!reply) return;
     if (ui.text.value.trim() !== "" && turn.sentText.startsWith(ui.text.value.trim())) {
       ui.text.value = "";
@@ -562,12 +566,18 @@ async function showReply(turn: Turn, reply: Reply, releasedAt: number): Promise<
   const commitMs = status.metadata.get("ptt-commit-ms");
   const turnId = status.metadata.get("ptt-turn-id");
   const facts = [
-    commitMs ? `server ${commitMs} ms` : "",
-    audioParts ? `audio ${audioSeconds.toFixed(2)} s in ${audioParts} parts` : "",
-    interrupted ? "interrupted" : status.error ? `failed: ${status.error.message}` : "",
-    status.endMessage ?? "",
-    turnId ? `turn ${turnId}` : "",
+    commitMs ? `${Math.round(Number(commitMs))} ms of it in the server` : "",
+    audioParts ? `${audioSeconds.toFixed(2)} s of audio in ${audioParts} parts` : "",
+    interrupted
+      ? "interrupted"
+      : status.error
+        ? `failed: ${status.error.message}`
+        : first
+          ? ""
+          : "complete",
+    turnId ? `turn ${turnId.slice(0, 8)}` : "",
   ].filter((s) => s !== "");
+  ui.meta.title = turnId ? `turn ${turnId}` : "";
   ui.meta.textContent = facts.length ? `(${facts.join(" · ")})` : "";
   // An audio hold's transcript, as the server heard it (the voice workflow's ptt-transcript).
   const heard = status.metadata.get("ptt-transcript");
@@ -623,8 +633,14 @@ ui.text.addEventListener("input", () => {
   typingTimer = setTimeout(() => holding?.turn.sendText(), TYPING_PAUSE_MS);
 });
 
+/** A space went into a field during a space-bar hold: its keyup is typing, not the release. */
+let typedSpace = false;
 document.addEventListener("keydown", (ev) => {
-  if (ev.code !== "Space" || isOtherControl(ev.target)) return;
+  if (ev.code !== "Space") return;
+  if (isOtherControl(ev.target)) {
+    if (holding?.by === "key") typedSpace = true;
+    return;
+  }
   ev.preventDefault();
   if (!ev.repeat) press("key");
 });
@@ -635,7 +651,12 @@ document.addEventListener("keyup", (ev) => {
     return;
   }
   if (ev.code !== "Space" || holding?.by !== "key") return;
+  if (typedSpace && isOtherControl(ev.target)) {
+    typedSpace = false;
+    return;
+  }
   ev.preventDefault();
+  typedSpace = false;
   void releaseHold("key");
 });
 // A key or pointer released outside the window never reaches the page.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll } from "vitest";
 import { silentLogger } from "../../src/core/ptt-core.js";
-import { createSessionStore } from "../../src/drivers/redis/interim/session-engine.js";
+import { createSessionStore } from "../../src/core/session-engine.js";
 import {
   openRedisConnections,
   type RedisConnections,

@@ -1,7 +1,7 @@
 import { storeUnavailable, unavailable } from "../../core/errors.js";
 import type { Logger, StoreStats } from "../../core/ports.js";
 import type { SessionKey } from "../../core/session.js";
-import type { Step, StepView, StoreDriver } from "./interim/store-driver.js";
+import type { Step, StepView, StoreDriver } from "../../core/store-driver.js";
 import { READ_STEP, WRITE_GLOBAL, WRITE_STEP } from "./redis-lua.js";
 import { decodeRecord, encodeRecord } from "./redis-records.js";
 import type { AnyRedisClient } from "./redis-reply-bus.js";
@@ -76,10 +76,11 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     };
   }
 
-  async function attempt<T>(
+  /** One read, one conditional write: the Step that landed, or undefined on a conflict. */
+  async function attempt<S extends Step>(
     key: SessionKey,
-    run: (view: StepView) => Step<T>,
-  ): Promise<{ done: true; value: () => T } | { done: false }> {
+    run: (view: StepView) => S,
+  ): Promise<S | undefined> {
     const dk = deviceKey(key.hardwareId);
     const keys = [dk, `${dk}:t`, `${dk}:${key.sessionId}`];
     let read: unknown;
@@ -103,7 +104,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     if (!write) {
       // Listed as due, but its record is gone (its TTL ran out while no instance swept).
       if (!record) global(["0", "0", "0", "", "0", member(key)]);
-      return { done: true, value: step.answer };
+      return step;
     }
     const kind = write.record === null ? "del" : write.record.state === "open" ? "open" : "tomb";
     let out: unknown;
@@ -122,7 +123,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
       throw storeUnavailable(err);
     }
     const [landed, ...forgotten] = out as [number, ...string[]];
-    if (landed !== 1) return { done: false };
+    if (landed !== 1) return undefined;
     global([
       String(write.openDelta),
       String(write.bytesDelta),
@@ -132,15 +133,15 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
       ...(write.record ? [] : [member(key)]),
       ...forgotten.map((sid) => `${key.hardwareId}\n${sid}`),
     ]);
-    return { done: true, value: step.answer };
+    return step;
   }
 
   return {
     step(key, run) {
       return serial(key.hardwareId, async () => {
         for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
-          const result = await attempt(key, run);
-          if (result.done) return result.value();
+          const landed = await attempt(key, run);
+          if (landed) return landed;
           // Another instance wrote the device meanwhile: read again, after a short random
           // pause once it keeps happening (instances stepping on each other in lockstep).
           if (tries > 2) await new Promise((r) => setTimeout(r, Math.random() * tries));

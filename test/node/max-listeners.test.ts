@@ -31,7 +31,12 @@ describe("no MaxListenersExceededWarning at any load", () => {
       graceMs: 0,
       core: {
         echoDelayMs: 20,
-        limits: { maxConcurrentReplies: 4 * REPLIES, maxOpenSessionsPerDevice: 2 * REPLIES },
+        limits: {
+          maxConcurrentReplies: 4 * REPLIES,
+          // The bridge case runs every reply on one device.
+          maxRepliesPerDevice: 2 * REPLIES,
+          maxOpenSessionsPerDevice: 2 * REPLIES,
+        },
       },
     });
     server = await serveNode(ptt, { port: 0 });

@@ -1,5 +1,10 @@
 import { createAuthenticator, type JwtVerifierFactory } from "./auth.js";
 import { AUTH_VARS, authSettingsFromEnv } from "./auth-config.js";
+import {
+  CONNECTION_LIMIT_VARS,
+  type ConnectionLimits,
+  resolveConnectionLimits,
+} from "./connection-limits.js";
 import { DEFAULT_LIMITS, LIMIT_NAMES, type Limits } from "./limits.js";
 import type { BargeIn, PttCoreOptions } from "./ptt-core.js";
 import { VOICE_VARS, voiceSettingsFromEnv, type WorkflowName } from "./voice/voice-config.js";
@@ -25,6 +30,8 @@ export interface ServerConfig {
   workflow: WorkflowName;
   /** PTT_GRPC_FAST_PATH: node:http2 runtimes serve plain gRPC calls without connect's pipeline. */
   grpcFastPath: boolean;
+  /** Connections and streams: timeouts and caps of the listeners (connection-limits.ts). */
+  connections: Readonly<ConnectionLimits>;
   core: PttCoreOptions;
 }
 
@@ -50,6 +57,7 @@ const KNOWN_VARS = [
   "PTT_DENO_KV_PATH",
   "PTT_REDIS_PREFIX",
   "PTT_REDIS_TIMEOUT_MS",
+  ...Object.values(CONNECTION_LIMIT_VARS),
   // The voice workflow's (voice/voice-config.ts).
   ...VOICE_VARS,
 ];
@@ -92,6 +100,11 @@ export function configFromEnv(
     const name = limitEnvName(key);
     if (env[name] !== undefined) limits[key] = positiveInt(env, name);
   }
+  const connections: Partial<ConnectionLimits> = {};
+  for (const [key, name] of Object.entries(CONNECTION_LIMIT_VARS)) {
+    if (env[name] !== undefined)
+      connections[key as keyof ConnectionLimits] = positiveInt(env, name);
+  }
   const bargeIn = oneOf(env, "PTT_BARGE_IN", ["press", "commit", "off"] as const, "press");
   const grpcFastPath = oneOf(env, "PTT_GRPC_FAST_PATH", ["0", "1"] as const, "1") === "1";
   const { workflow, voice } = voiceSettingsFromEnv(env, runtime);
@@ -114,6 +127,7 @@ export function configFromEnv(
     ...storeFromEnv(env),
     workflow,
     grpcFastPath,
+    connections: resolveConnectionLimits(connections),
     core: {
       voice,
       limits,

@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { mountDemo } from "../bridge/demo/routes.js";
 import { createBridgeHandlers } from "../bridge/server/bridge-connection.js";
 import { BridgeHub } from "../bridge/server/bridge-hub.js";
+import { type ConnectionLimits, resolveConnectionLimits } from "../core/connection-limits.js";
 import type { ServerConfig } from "../core/env-config.js";
 import { createFetchApp, type FetchHandler } from "../core/fetch-app.js";
 import { createHttpApp } from "../core/http-app.js";
@@ -15,6 +16,8 @@ export interface PttServerOptions {
   graceMs?: number;
   /** node:http2 runtimes: serve plain gRPC calls through the fast path. Default on. */
   grpcFastPath?: boolean;
+  /** Timeouts and caps of the listeners (README, Limits and timeouts). */
+  connections?: Partial<ConnectionLimits>;
   /** Names for the start-up lines (the core does not know them). */
   storeName?: string;
   workflowName?: string;
@@ -37,6 +40,8 @@ export interface PttServer {
   readonly core: PttCore;
   readonly graceMs: number;
   readonly grpcFastPath: boolean;
+  /** Timeouts and caps each runtime applies to its listeners. */
+  readonly connections: Readonly<ConnectionLimits>;
   /** The bridge's sockets (upgrade checks, wiring, shutdown order). */
   readonly bridge: BridgeHub;
   /** Aborted when the grace period is over: running calls end. */
@@ -75,6 +80,7 @@ export function serverOptionsFrom(
     core: { ...config.core, ...core },
     graceMs: config.graceMs,
     grpcFastPath: config.grpcFastPath,
+    connections: config.connections,
     storeName: storeName ?? config.store,
     workflowName: config.workflow,
   };
@@ -85,6 +91,7 @@ export function createPttServer(options: PttServerOptions = {}): PttServer {
   const abort = new AbortController();
   const bridge = new BridgeHub(createBridgeHandlers(core));
   const graceMs = options.graceMs ?? 10_000;
+  const connections = resolveConnectionLimits(options.connections);
   const listeners: Listeners[] = [];
   let draining = false;
   let fetch: FetchHandler | undefined;
@@ -107,6 +114,7 @@ export function createPttServer(options: PttServerOptions = {}): PttServer {
     core,
     graceMs,
     grpcFastPath: options.grpcFastPath ?? true,
+    connections,
     bridge,
     shutdownSignal: abort.signal,
     get draining() {

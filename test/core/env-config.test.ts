@@ -1,4 +1,8 @@
 import { describe, expect, it } from "vitest";
+import {
+  CONNECTION_LIMIT_VARS,
+  DEFAULT_CONNECTION_LIMITS,
+} from "../../src/core/connection-limits.js";
 import { configFromEnv, limitEnvName } from "../../src/core/env-config.js";
 import { DEFAULT_LIMITS, type Limits } from "../../src/core/limits.js";
 
@@ -182,5 +186,31 @@ describe("configFromEnv: PTT_STORE=redis://…", () => {
     expect(() => configFromEnv({ PTT_STORE: "redis", PTT_REDIS_TIMEOUT_MS: "5" })).toThrow(
       /PTT_STORE|PTT_REDIS_TIMEOUT_MS/,
     );
+  });
+});
+
+describe("configFromEnv: connection limits (README, Limits and timeouts)", () => {
+  it("defaults, each variable read, bad values refused naming the variable", () => {
+    expect(configFromEnv({}).connections).toEqual(DEFAULT_CONNECTION_LIMITS);
+    const env: Record<string, string> = {};
+    let n = 1000;
+    for (const name of Object.values(CONNECTION_LIMIT_VARS)) env[name] = String(++n);
+    const read = configFromEnv(env).connections;
+    for (const [key, name] of Object.entries(CONNECTION_LIMIT_VARS)) {
+      expect(read[key as keyof typeof read], name).toBe(Number(env[name]));
+    }
+    for (const name of Object.values(CONNECTION_LIMIT_VARS)) {
+      for (const bad of ["0", "-1", "1.5", "abc"]) {
+        expect(() => configFromEnv({ [name]: bad }), `${name}=${bad}`).toThrow(
+          new RegExp(`^${name}: must be an integer`),
+        );
+      }
+    }
+  });
+
+  it("a headers timeout longer than the request timeout is refused", () => {
+    expect(() =>
+      configFromEnv({ PTT_HEADERS_TIMEOUT_MS: "5000", PTT_REQUEST_TIMEOUT_MS: "1000" }),
+    ).toThrow(/^PTT_HEADERS_TIMEOUT_MS \(5000\) must not exceed PTT_REQUEST_TIMEOUT_MS \(1000\)/);
   });
 });

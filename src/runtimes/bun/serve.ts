@@ -24,6 +24,8 @@ declare const Bun: {
   serve(options: {
     port: number;
     hostname: string;
+    /** Seconds without a byte either way before a connection is closed (0 to 255). */
+    idleTimeout: number;
     fetch(req: Request, server: BunServer): Promise<Response> | Response | undefined;
     websocket: {
       maxPayloadLength: number;
@@ -55,6 +57,9 @@ export async function serveBun(server: PttServer, options: ServeOptions): Promis
   const bun = Bun.serve({
     port: options.port,
     hostname: options.host,
+    // Bun.serve's only connection bound (whole seconds, at most 255): no header or request
+    // timeout, no connection cap of its own (README, Limits and timeouts).
+    idleTimeout: Math.min(255, Math.max(1, Math.ceil(server.connections.idleTimeoutMs / 1000))),
     fetch(req, srv) {
       if (new URL(req.url).pathname !== BRIDGE_PATH) return server.fetch(req);
       const upgrade = hub.checkRequest(req);
@@ -88,6 +93,7 @@ export async function serveBun(server: PttServer, options: ServeOptions): Promis
   try {
     grpc = await listenH2c(server.core, options.grpcPort, options.host, server.shutdownSignal, {
       grpcFastPath: server.grpcFastPath,
+      connections: server.connections,
     });
   } catch (err) {
     bun.stop(true);

@@ -76,6 +76,7 @@ export async function serveDeno(server: PttServer, options: ServeOptions): Promi
   try {
     grpc = await listenH2c(server.core, options.grpcPort, options.host, server.shutdownSignal, {
       grpcFastPath: server.grpcFastPath,
+      connections: server.connections,
     });
   } catch (err) {
     await deno.shutdown();

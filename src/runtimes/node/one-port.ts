@@ -1,11 +1,10 @@
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import * as net from "node:net";
+import type { ConnectionLimits } from "../../core/connection-limits.js";
 
 // Every HTTP/2 connection (h2c with prior knowledge) opens with this preface.
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-// A client that connects and says nothing is dropped after this long.
-const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
 export interface OnePortServer {
   readonly tcp: net.Server;
@@ -18,11 +17,16 @@ export interface OnePortServer {
  * HTTP/1.1 without TLS, so we read the first bytes of each connection and hand the
  * socket to the server that speaks its protocol.
  */
-export function createOnePortServer(h1: http.Server, h2: http2.Http2Server): OnePortServer {
+export function createOnePortServer(
+  h1: http.Server,
+  h2: http2.Http2Server,
+  limits: Pick<ConnectionLimits, "maxConnections" | "headersTimeoutMs">,
+): OnePortServer {
   const undecided = new Set<net.Socket>();
   const tcp = net.createServer({ noDelay: true }, (socket) => {
     undecided.add(socket);
-    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    // A client that connects and says nothing (or too little to tell) is dropped.
+    socket.setTimeout(limits.headersTimeoutMs, () => socket.destroy());
     socket.once("close", () => undecided.delete(socket));
     let seen: Buffer = Buffer.alloc(0);
     const onData = (data: Buffer) => {
@@ -47,6 +51,8 @@ export function createOnePortServer(h1: http.Server, h2: http2.Http2Server): One
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
   });
+  // Past it, node:net closes each new connection as it arrives (every protocol of the port).
+  tcp.maxConnections = limits.maxConnections;
   return {
     tcp,
     destroyUndecided() {

@@ -4,6 +4,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
+import type { ConnectionLimits } from "../../core/connection-limits.js";
 import { corsHeaders } from "../../core/cors.js";
 import type { PttCore, PttCoreOptions } from "../../core/ptt-core.js";
 import { connectRouterOptions } from "../../core/request-decoding.js";
@@ -12,6 +13,8 @@ import { createPttServer, type PttServer } from "../../server/ptt-server.js";
 import { createNodeBridge } from "./bridge-ws.js";
 import { nodeContextValues } from "./call-transport.js";
 import { firstOf, installStreamHandler, pttGrpcFastPath } from "./grpc-fast-path.js";
+import { h1ServerOptions, startTimeoutChecks } from "./h1-limits.js";
+import { guardH2Server, h2ServerOptions } from "./h2-limits.js";
 import { createOnePortServer } from "./one-port.js";
 import { guardH1, guardH2, lingerH2 } from "./request-guard.js";
 
@@ -26,6 +29,8 @@ export interface NodeServerOptions {
   graceMs?: number;
   /** Serve uncompressed binary gRPC calls through the fast path (grpc-fast-path.ts). Default on. */
   grpcFastPath?: boolean;
+  /** Timeouts and caps of connections and streams (README, Limits and timeouts). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 export interface NodeServer {
@@ -42,6 +47,7 @@ export function startNodeServer(options: NodeServerOptions = {}): Promise<NodeSe
     core: options.config,
     graceMs: options.graceMs,
     grpcFastPath: options.grpcFastPath,
+    connections: options.connections,
   });
   return serveNode(server, options);
 }
@@ -73,7 +79,8 @@ export async function serveNode(
   const bridge = createNodeBridge(server.bridge);
   // After shutdown starts, a kept-alive HTTP/1.1 connection may still bring a request: answer
   // 503 (UNAVAILABLE to Connect and gRPC-Web clients) and close it, before the store is touched.
-  const h1 = http.createServer((req, res) => {
+  const limits = server.connections;
+  const h1 = http.createServer(h1ServerOptions(limits), (req, res) => {
     if (guardH1(core, req, res)) return;
     if (!server.draining) return void handler(req, res);
     res.writeHead(503, { connection: "close", "content-type": "text/plain" });
@@ -87,13 +94,16 @@ export async function serveNode(
     h1.emit("connection", withoutUpgrade(req, socket, head));
     socket.resume();
   });
-  const h2 = http2.createServer({}, (req, res) => {
+  startTimeoutChecks(h1);
+  const h2 = http2.createServer(h2ServerOptions(limits), (req, res) => {
     lingerH2(req);
     handler(req, res);
   });
+  const h2Guard = guardH2Server(h2, limits);
   installStreamHandler(
     h2,
     firstOf(
+      h2Guard.handler,
       guardH2(core),
       server.grpcFastPath ? pttGrpcFastPath(core, server.shutdownSignal) : undefined,
     ),
@@ -108,7 +118,7 @@ export async function serveNode(
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
-  const { tcp, destroyUndecided } = createOnePortServer(h1, h2);
+  const { tcp, destroyUndecided } = createOnePortServer(h1, h2, limits);
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
     tcp.listen(options.port ?? 8080, options.host ?? "127.0.0.1", () => resolve());
@@ -121,13 +131,15 @@ export async function serveNode(
       destroyUndecided();
       // Idle HTTP/2 connections get GOAWAY now; busy ones finish their streams first.
       for (const s of sessions) s.close();
-      h1.closeIdleConnections();
+      // Also stops node:http's timeout checks (h1-limits.ts).
+      h1.close();
     },
     async closeConnections() {
       bridge.stopKeepalive();
       await new Promise((r) => setTimeout(r, 20));
       for (const s of sessions) s.destroy();
       for (const socket of sockets) socket.destroy();
+      h2Guard.close();
     },
   });
   return {

@@ -57,3 +57,16 @@ export function linkSignals(
   b.addEventListener("abort", onAbort);
   return { signal: controller.signal, unlink };
 }
+
+/** `promise`, or a rejection with the signal's reason the moment `signal` aborts. */
+export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() =>
+    signal.removeEventListener("abort", onAbort),
+  );
+}

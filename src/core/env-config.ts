@@ -52,6 +52,7 @@ const KNOWN_VARS = [
   "PTT_END_MESSAGE",
   "PTT_ECHO_DELAY_MS",
   "PTT_GRPC_FAST_PATH",
+  "PTT_RESUME_WINDOW_MS",
   // The session store (src/bin/deno.ts opens Deno KV).
   "PTT_STORE",
   "PTT_DENO_KV_PATH",
@@ -132,6 +133,10 @@ export function configFromEnv(
       voice,
       limits,
       bargeIn: bargeIn as BargeIn,
+      resumeWindowMs:
+        env.PTT_RESUME_WINDOW_MS === undefined
+          ? undefined
+          : positiveInt(env, "PTT_RESUME_WINDOW_MS", 0),
       endMessage: env.PTT_END_MESSAGE || undefined,
       echoDelayMs:
         env.PTT_ECHO_DELAY_MS === undefined ? undefined : positiveInt(env, "PTT_ECHO_DELAY_MS", 0),

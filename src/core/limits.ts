@@ -42,6 +42,8 @@ export interface Limits {
   maxCollectsPerSecond: number;
   /** COMMITs that run the workflow, per device and minute (bursts of as many at once). */
   maxCommitsPerMinute: number;
+  /** Bytes of one reply's journal (its encoded frames); a resume past them is refused. */
+  maxJournalBytes: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
@@ -64,6 +66,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxRequestBytes: 6 * 1024 * 1024,
   maxCollectsPerSecond: 200,
   maxCommitsPerMinute: 60,
+  maxJournalBytes: 8 * 1024 * 1024,
 });
 
 /** Wire names of the limits (error messages, bridge Hello, env vars, docs). */
@@ -87,6 +90,7 @@ export const LIMIT_NAMES: Readonly<Record<keyof Limits, string>> = Object.freeze
   maxRequestBytes: "max_request_bytes",
   maxCollectsPerSecond: "max_collects_per_second",
   maxCommitsPerMinute: "max_commits_per_minute",
+  maxJournalBytes: "max_journal_bytes",
 });
 
 /**

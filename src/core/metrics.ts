@@ -1,6 +1,7 @@
 import type { CollectOutcome } from "./session.js";
 
 export type ChunkOutcome = CollectOutcome | "sealed" | "rejected";
+export type ResumeOutcome = "ok" | "not_found" | "out_of_range";
 export type CommitOutcome =
   | "ok"
   | "already_committed"
@@ -19,6 +20,9 @@ const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000
 export class Metrics {
   readonly chunks = new Map<ChunkOutcome, number>();
   readonly commits = new Map<CommitOutcome, number>();
+  readonly resumes = new Map<ResumeOutcome, number>();
+  /** Workflows started (a resumed COMMIT starts none). */
+  workflowRuns = 0;
   expirations = 0;
   interrupts = 0;
   interruptedReplies = 0;
@@ -32,6 +36,10 @@ export class Metrics {
 
   commit(outcome: CommitOutcome): void {
     this.commits.set(outcome, (this.commits.get(outcome) ?? 0) + 1);
+  }
+
+  resume(outcome: ResumeOutcome): void {
+    this.resumes.set(outcome, (this.resumes.get(outcome) ?? 0) + 1);
   }
 
   firstFrame(ms: number): void {
@@ -57,7 +65,16 @@ export class Metrics {
     gauge("ptt_replies_in_flight", "Replies running on this instance.", gauges.repliesInFlight);
     counter("ptt_chunks_total", "COLLECT chunks by outcome.", "outcome", this.chunks);
     counter("ptt_commits_total", "COMMITs by outcome.", "outcome", this.commits);
+    counter(
+      "ptt_resumes_total",
+      "Resumed COMMITs (ptt-resume-from) by outcome.",
+      "outcome",
+      this.resumes,
+    );
     out.push(
+      "# HELP ptt_workflow_runs_total Reply workflows started.",
+      "# TYPE ptt_workflow_runs_total counter",
+      `ptt_workflow_runs_total ${this.workflowRuns}`,
       "# HELP ptt_expirations_total Open sessions expired by TTL.",
       "# TYPE ptt_expirations_total counter",
       `ptt_expirations_total ${this.expirations}`,

@@ -137,3 +137,57 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
 }
+
+/**
+ * How a reply ended, as its journal keeps it: `code` 0 is a completed reply whose last frame
+ * was end_message `message`; any other code is the status the call ended with (CANCELLED
+ * after an interrupt, RESOURCE_EXHAUSTED where journaling stopped at max_journal_bytes).
+ */
+export interface JournalEnd {
+  code: number;
+  message: string;
+}
+
+/** What a journal holds for one reply, as a resume first reads it. */
+export interface JournalHead {
+  turnId: string;
+  /** Frames appended so far (numbered 0…frames-1). */
+  frames: number;
+  /** Set once the reply ended (or journaling stopped). */
+  end?: JournalEnd | undefined;
+}
+
+/** One step of a journal read: a frame (its encoded StreamResponse), or the end. */
+export type JournalEntry =
+  | { kind: "frame"; index: number; bytes: Uint8Array }
+  | { kind: "end"; end: JournalEnd };
+
+/**
+ * Where a reply's frames are kept while it may be resumed (docs/protocol.md §9), keyed by the
+ * session. Storage only: the core numbers the frames, counts their bytes against
+ * max_journal_bytes, decides what a resume may read and how it ends. One writer per reply
+ * (the instance running it); any instance may read. Implementations: in-process
+ * (journal/in-process-journal.ts), Redis (a Stream per reply), Durable Object storage, Deno KV.
+ */
+export interface ReplyJournal {
+  /** Starts the journal of a reply, before its first frame. */
+  open(key: SessionKey, turnId: string, ttlMs: number): Promise<void>;
+  /** Appends frame `index` (the next one). The journal lives `ttlMs` past its last write. */
+  append(key: SessionKey, index: number, bytes: Uint8Array, ttlMs: number): Promise<void>;
+  /** The reply is over: no frame follows. The journal is dropped `ttlMs` later. */
+  end(key: SessionKey, end: JournalEnd, ttlMs: number): Promise<void>;
+  /** The journal's head, or undefined when there is none (never committed, or expired). */
+  head(key: SessionKey): Promise<JournalHead | undefined>;
+  /**
+   * Frames from `from` in order, then the end once it is written: reads what is there, then
+   * follows live. Returns without an end when `signal` aborts, or when nothing new arrived for
+   * `idleMs` (a writer that is gone: the caller says so).
+   */
+  read(
+    key: SessionKey,
+    from: number,
+    signal: AbortSignal,
+    idleMs: number,
+  ): AsyncIterable<JournalEntry>;
+  close(): Promise<void>;
+}

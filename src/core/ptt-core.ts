@@ -1,5 +1,6 @@
 import type { Authenticator } from "./auth.js";
 import { createMemoryStore } from "./drivers/memory.js";
+import { createInProcessJournal } from "./journal/in-process-journal.js";
 import { type Limits, resolveLimits } from "./limits.js";
 import { createInProcessMemory } from "./memory/in-process-memory.js";
 import { DEFAULT_MEMORY_BOUNDS } from "./memory/turns.js";
@@ -9,11 +10,13 @@ import type {
   ConversationMemory,
   Logger,
   ReplyBus,
+  ReplyJournal,
   SessionStore,
   Workflow,
 } from "./ports.js";
 import { DeviceRateLimits } from "./rate-limits.js";
 import { ReplyRegistry } from "./reply-registry.js";
+import { ReplyRuns } from "./reply-run.js";
 import { applyRemoteStop, localReplyBus } from "./reply-stops.js";
 import { systemClock } from "./system-clock.js";
 import { keepByteOrderMarks } from "./text-decoding.js";
@@ -39,6 +42,13 @@ export interface PttCoreOptions {
   clock?: Clock;
   /** Built from limits and clock when absent: the in-memory store. */
   store?: SessionStore | StoreFactory;
+  /** Where replies are journaled for resuming; in this process when absent. */
+  journal?: ReplyJournal | ((deps: { limits: Readonly<Limits>; clock: Clock }) => ReplyJournal);
+  /**
+   * How long a reply stays resumable after its caller hung up or it ended (PTT_RESUME_WINDOW_MS,
+   * default 30 s); 0: a hang-up stops the reply and nothing is journaled.
+   */
+  resumeWindowMs?: number;
   /** How stops reach replies on other instances; none needed for one process (the default). */
   replyBus?: ReplyBus;
   /** The workflow; when absent, the voice workflow if `voice` is set, else the echo workflow. */
@@ -80,10 +90,17 @@ export interface PttCore {
   /** Per-device COLLECT and COMMIT rates (per instance; per device object on Workers). */
   readonly rates: DeviceRateLimits;
   readonly replyBus: ReplyBus;
+  /** Reply journals (resumable COMMITs, docs/protocol.md §9). */
+  readonly journal: ReplyJournal;
+  /** This instance's replies not yet settled (their memory not yet written). */
+  readonly runs: ReplyRuns;
+  readonly resumeWindowMs: number;
   readonly allowedOrigins: readonly string[];
   readonly localOnly: boolean;
   readonly version: string;
 }
+
+export const DEFAULT_RESUME_WINDOW_MS = 30_000;
 
 export const silentLogger: Logger = {
   debug() {},
@@ -108,6 +125,11 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     options.memory ??
     createInProcessMemory({ bounds: options.voice?.memory ?? DEFAULT_MEMORY_BOUNDS, clock });
   const logger = options.logger ?? silentLogger;
+  const journal =
+    typeof options.journal === "function"
+      ? options.journal({ limits, clock })
+      : (options.journal ??
+        createInProcessJournal({ clock, maxBytes: limits.maxBufferedBytesPerInstance }));
   const voice = options.voice;
   const core: PttCore = {
     limits,
@@ -132,6 +154,9 @@ export function createPttCore(options: PttCoreOptions = {}): PttCore {
     replies: new ReplyRegistry(limits, clock),
     rates: new DeviceRateLimits(limits, clock),
     replyBus: options.replyBus ?? localReplyBus,
+    journal,
+    runs: new ReplyRuns(),
+    resumeWindowMs: options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS,
     allowedOrigins: options.allowedOrigins ?? [],
     localOnly: options.localOnly ?? false,
     version: options.version ?? "0.1.0",

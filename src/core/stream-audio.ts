@@ -1,21 +1,23 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { StreamRequest, StreamResponse } from "../gen/streaming_pb.js";
-import { linkSignals, untilAborted } from "./abortable.js";
+import { linkSignals, raceSignal } from "./abortable.js";
 import { authorize } from "./auth.js";
+import { asCallError } from "./call-errors.js";
 import { callTransportOf } from "./call-transport.js";
-import { resourceExhausted, toConnectError, unavailable } from "./errors.js";
-import { LIMIT_NAMES } from "./limits.js";
-import type { Logger, ReplyContext } from "./ports.js";
+import { unavailable } from "./errors.js";
 import type { PttCore } from "./ptt-core.js";
-import { endFrame, errorFrame, replyFrame } from "./reply-frames.js";
-import { ReplyAborted, ReplyStalled } from "./reply-registry.js";
+import { endFrame, errorFrame } from "./reply-frames.js";
+import { ReplyStalled } from "./reply-registry.js";
+import { ReplyRun } from "./reply-run.js";
 import { stopEverywhere } from "./reply-stops.js";
+import { undecodableRequest } from "./request-decoding.js";
 import {
   collectChunkOf,
   commitPiecesOf,
   type ValidRequest,
   validateStreamRequest,
 } from "./request-validation.js";
+import { resumeFromOf, resumeReply } from "./resume.js";
 import { checkChunkLimits } from "./session.js";
 
 export const COLLECT_ACCEPTED = "COLLECT_ACCEPTED";
@@ -35,6 +37,9 @@ export function createStreamAudio(core: PttCore) {
     const state: CallState = { replied: false };
     const receivedAt = performance.now();
     try {
+      // A request connect's pipeline could not decode (request-decoding.ts).
+      const undecodable = undecodableRequest(req);
+      if (undecodable) throw undecodable;
       const v = validateStreamRequest(req);
       // Only with auth on: reading ctx.requestHeader builds a Headers object per call.
       if (core.auth) await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);
@@ -94,6 +99,21 @@ async function* commit(
   receivedAt: number,
 ): AsyncGenerator<StreamResponse> {
   const { hardwareId, sessionId } = v.key;
+  const stampFirstFrame = () => {
+    const ms = Math.round((performance.now() - receivedAt) * 1000) / 1000;
+    ctx.responseTrailer.set("ptt-commit-ms", String(ms));
+    core.metrics.firstFrame(ms);
+  };
+  const resumeFrom = resumeFromOf(ctx);
+  if (resumeFrom !== undefined) {
+    const resumed = { replied: false, firstFrame: stampFirstFrame };
+    try {
+      yield* resumeReply(core, v.key, resumeFrom, ctx, resumed);
+    } finally {
+      state.replied = resumed.replied;
+    }
+    return;
+  }
   const pieces = commitPiecesOf(req, v);
   const transport = callTransportOf(ctx);
   let giveBack: () => void;
@@ -111,20 +131,17 @@ async function* commit(
   // Registered before the buffer is consumed, so an interrupt, CANCEL or barge-in that
   // arrives while the store works still reaches this reply.
   const reply = core.replies.start(hardwareId, sessionId, crypto.randomUUID());
-  const linked = linkSignals(ctx.signal, reply.controller.signal);
-  const signal = linked.signal;
-  // The slot goes back the moment the reply is stopped, even while this generator is
-  // parked at a `yield` behind a slow reader (its `finally` runs only when pulled).
+  // The slot goes back the moment the reply is stopped, even while nothing pulls the
+  // workflow (a call parked at a `yield` behind a slow reader).
   let released = false;
   const releaseSlot = () => {
     if (released) return;
     released = true;
-    signal.removeEventListener("abort", releaseSlot);
-    linked.unlink();
+    reply.controller.signal.removeEventListener("abort", releaseSlot);
     core.replies.finish(reply);
     giveBack();
   };
-  signal.addEventListener("abort", releaseSlot, { once: true });
+  reply.controller.signal.addEventListener("abort", releaseSlot, { once: true });
   // A frame its transport has not taken after reply_stall_ms: the reader stopped reading.
   // The reply stops (its slot goes back now) and the transport ends the call on the wire.
   const onStall = () => {
@@ -158,73 +175,49 @@ async function* commit(
   });
   core.logger.debug("commit text", { turnId: turn.turnId, text: turn.text });
   ctx.responseHeader.set("ptt-turn-id", turn.turnId);
-  const stampFirstFrame = () => {
-    const ms = Math.round((performance.now() - receivedAt) * 1000) / 1000;
-    ctx.responseTrailer.set("ptt-commit-ms", String(ms));
-    core.metrics.firstFrame(ms);
-  };
-  const progress = new ReplyProgress(ctx.responseHeader);
+  // The device's earlier replies that nobody resumed settle first: this turn's memory holds them.
+  await core.runs.settleDevice(hardwareId);
+  const run = new ReplyRun(core, reply, turn, ctx.signal, ctx.responseHeader, releaseSlot);
+  core.runs.add(run);
+  core.metrics.workflowRuns++;
+  await run.open();
+  // The call reads until it hangs up or a resume takes the reply over; the run goes on.
+  const gone = linkSignals(ctx.signal, run.attach());
+  let deliveredEnding = false;
   try {
-    for await (const part of untilAborted(core.workflow(turn, signal, progress), signal)) {
-      const frame = replyFrame(part, sessionId);
-      if (!frame) continue;
+    for (;;) {
+      let step: Awaited<ReturnType<ReplyRun["next"]>>;
+      try {
+        step = await raceSignal(run.next(), gone.signal);
+      } catch (err) {
+        // A stop (shutdown, interrupt) and the call's own end can abort together: the stop's
+        // reason is the one the client must hear.
+        throw reply.controller.signal.aborted ? reply.controller.signal.reason : err;
+      }
+      if ("end" in step) {
+        if (!state.replied) stampFirstFrame();
+        deliveredEnding = true;
+        if (step.end) throw step.end;
+        break;
+      }
       if (!state.replied) stampFirstFrame();
       state.replied = true;
       core.replies.park(reply, onStall);
-      yield frame;
+      yield step.frame;
       core.replies.unpark(reply);
       // Every transport (connect's pipeline, the gRPC fast path, the bridge) writes a frame
       // before it pulls the next one, and returns this generator instead when it could not:
       // getting here means this frame was written to the client's connection.
-      if (part.kind === "text") progress.text += part.text;
+      run.markDelivered(step.index + 1);
     }
-    if (!state.replied) stampFirstFrame();
-    core.metrics.commit("ok");
     core.replies.park(reply, onStall);
     yield endFrame(core.endMessage);
     core.replies.unpark(reply);
-  } catch (err) {
-    // Stopped by us (interrupt, cancel, shutdown) or by the caller hanging up: not a failure.
-    const stopped = reply.controller.signal.aborted || ctx.signal.aborted;
-    core.metrics.commit(stopped ? "cancelled" : "failed");
-    // The client gets "internal error"; the operator gets the reason (never the transcript).
-    if (!stopped) core.logger.error("workflow failed", { turnId: turn.turnId, error: String(err) });
-    throw err;
   } finally {
-    releaseSlot();
-    await progress.end(core.logger, turn.turnId);
-  }
-}
-
-/** The ReplyContext a workflow gets: what was delivered, and what to run when the reply ends. */
-class ReplyProgress implements ReplyContext {
-  text = "";
-  private hooks: (() => void | Promise<void>)[] = [];
-
-  constructor(private readonly headers: Headers) {}
-
-  header(name: string, value: string): void {
-    this.headers.set(name, value);
-  }
-
-  delivered(): string {
-    return this.text;
-  }
-
-  onEnd(fn: () => void | Promise<void>): void {
-    this.hooks.push(fn);
-  }
-
-  async end(logger: Logger, turnId: string): Promise<void> {
-    const hooks = this.hooks;
-    this.hooks = [];
-    for (const fn of hooks) {
-      try {
-        await fn();
-      } catch (err) {
-        logger.error("reply end hook failed", { turnId, error: String(err) });
-      }
-    }
+    core.replies.unpark(reply);
+    gone.unlink();
+    if (deliveredEnding) await run.settle();
+    else run.detach();
   }
 }
 
@@ -251,26 +244,4 @@ function commitFailure(err: unknown) {
     default:
       return "rejected" as const;
   }
-}
-
-/** The status a failed call ends with. Aborted replies end CANCELLED (docs/protocol.md §4). */
-function asCallError(err: unknown): ConnectError {
-  // The reader took nothing for reply_stall_ms (docs/protocol.md §5).
-  if (err instanceof ReplyStalled) return resourceExhausted(LIMIT_NAMES.replyStallMs, err.detail);
-  if (err instanceof ReplyAborted) {
-    const why =
-      err.why === "interrupted"
-        ? "reply interrupted by InterruptSession"
-        : err.why === "barge-in"
-          ? "reply interrupted: the device started a new hold"
-          : err.why === "cancelled"
-            ? "reply cancelled by CANCEL"
-            : "reply cancelled: the server is shutting down";
-    return new ConnectError(why, Code.Canceled);
-  }
-  // A bare abort (DOMException "AbortError") from a signal we did not give a reason to.
-  if (err instanceof Error && err.name === "AbortError") {
-    return new ConnectError("call cancelled", Code.Canceled);
-  }
-  return toConnectError(err);
 }

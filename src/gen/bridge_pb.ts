@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bridge.proto.
  */
 export const file_bridge: GenFile = /*@__PURE__*/
-  fileDesc("CgxicmlkZ2UucHJvdG8SDXB0dC5icmlkZ2UudjEitwEKC0NsaWVudEZyYW1lEg8KB2NhbGxfaWQYASABKA0SMAoMc3RyZWFtX2F1ZGlvGAIgASgLMhguc3RyZWFtaW5nLlN0cmVhbVJlcXVlc3RIABIwCglpbnRlcnJ1cHQYAyABKAsyGy5zdHJlYW1pbmcuSW50ZXJydXB0UmVxdWVzdEgAEisKBmNhbmNlbBgEIAEoCzIZLnB0dC5icmlkZ2UudjEuQ2FuY2VsQ2FsbEgAQgYKBGJvZHkiDAoKQ2FuY2VsQ2FsbCLWAQoLU2VydmVyRnJhbWUSDwoHY2FsbF9pZBgBIAEoDRItCghyZXNwb25zZRgCIAEoCzIZLnN0cmVhbWluZy5TdHJlYW1SZXNwb25zZUgAEjEKCWludGVycnVwdBgDIAEoCzIcLnN0cmVhbWluZy5JbnRlcnJ1cHRSZXNwb25zZUgAEiUKA2VuZBgEIAEoCzIWLnB0dC5icmlkZ2UudjEuQ2FsbEVuZEgAEiUKBWhlbGxvGAUgASgLMhQucHR0LmJyaWRnZS52MS5IZWxsb0gAQgYKBGJvZHkikQEKB0NhbGxFbmQSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEjYKCG1ldGFkYXRhGAMgAygLMiQucHR0LmJyaWRnZS52MS5DYWxsRW5kLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpIBCgVIZWxsbxIYChBwcm90b2NvbF92ZXJzaW9uGAEgASgNEg4KBnNlcnZlchgCIAEoCRIwCgZsaW1pdHMYAyADKAsyIC5wdHQuYnJpZGdlLnYxLkhlbGxvLkxpbWl0c0VudHJ5Gi0KC0xpbWl0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAFiBnByb3RvMw", [file_streaming]);
+  fileDesc("CgxicmlkZ2UucHJvdG8SDXB0dC5icmlkZ2UudjEipAIKC0NsaWVudEZyYW1lEg8KB2NhbGxfaWQYASABKA0SMAoMc3RyZWFtX2F1ZGlvGAIgASgLMhguc3RyZWFtaW5nLlN0cmVhbVJlcXVlc3RIABIwCglpbnRlcnJ1cHQYAyABKAsyGy5zdHJlYW1pbmcuSW50ZXJydXB0UmVxdWVzdEgAEisKBmNhbmNlbBgEIAEoCzIZLnB0dC5icmlkZ2UudjEuQ2FuY2VsQ2FsbEgAEjoKCG1ldGFkYXRhGAUgAygLMigucHR0LmJyaWRnZS52MS5DbGllbnRGcmFtZS5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRib2R5IgwKCkNhbmNlbENhbGwi1gEKC1NlcnZlckZyYW1lEg8KB2NhbGxfaWQYASABKA0SLQoIcmVzcG9uc2UYAiABKAsyGS5zdHJlYW1pbmcuU3RyZWFtUmVzcG9uc2VIABIxCglpbnRlcnJ1cHQYAyABKAsyHC5zdHJlYW1pbmcuSW50ZXJydXB0UmVzcG9uc2VIABIlCgNlbmQYBCABKAsyFi5wdHQuYnJpZGdlLnYxLkNhbGxFbmRIABIlCgVoZWxsbxgFIAEoCzIULnB0dC5icmlkZ2UudjEuSGVsbG9IAEIGCgRib2R5IpEBCgdDYWxsRW5kEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRI2CghtZXRhZGF0YRgDIAMoCzIkLnB0dC5icmlkZ2UudjEuQ2FsbEVuZC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKSAQoFSGVsbG8SGAoQcHJvdG9jb2xfdmVyc2lvbhgBIAEoDRIOCgZzZXJ2ZXIYAiABKAkSMAoGbGltaXRzGAMgAygLMiAucHR0LmJyaWRnZS52MS5IZWxsby5MaW1pdHNFbnRyeRotCgtMaW1pdHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBYgZwcm90bzM", [file_streaming]);
 
 /**
  * @generated from message ptt.bridge.v1.ClientFrame
@@ -57,6 +57,14 @@ export type ClientFrame = Message<"ptt.bridge.v1.ClientFrame"> & {
     value: CancelCall;
     case: "cancel";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Request headers of the call a body starts, as gRPC metadata would carry them; only ptt-*
+   * names are read (e.g. "ptt-resume-from" on a resumed COMMIT, docs/protocol.md §9).
+   *
+   * @generated from field: map<string, string> metadata = 5;
+   */
+  metadata: { [key: string]: string };
 };
 
 /**

@@ -97,7 +97,8 @@ function setup(
   options: Partial<BridgeOptions> = {},
   echoDelayMs = 0,
 ): { hub: BridgeHub; conn: BridgeConnection; core: PttCore } {
-  const core = createPttCore({ echoDelayMs });
+  // No resume window: a call the socket cancels stops its reply at once, so slots can be counted.
+  const core = createPttCore({ echoDelayMs, resumeWindowMs: 0 });
   cores.push(core);
   const hub = new BridgeHub(
     createBridgeHandlers(core, { highWaterMark: 1000, drainPollMs: 5, ...options }),

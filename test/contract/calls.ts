@@ -33,7 +33,11 @@ export function clientFor(target: Target): StreamingClient {
 export async function streamAudio(
   client: StreamingClient,
   req: Req,
-  options: { signal?: AbortSignal; onFrame?: (f: StreamResponse["content"]) => void } = {},
+  options: {
+    signal?: AbortSignal;
+    onFrame?: (f: StreamResponse["content"]) => void;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<CallResult> {
   const started = performance.now();
   const frames: StreamResponse["content"][] = [];
@@ -44,6 +48,7 @@ export async function streamAudio(
   try {
     for await (const res of client.streamAudio(req, {
       signal: options.signal,
+      headers: options.headers,
       onHeader: (h) => {
         headers = h;
       },

@@ -36,6 +36,7 @@ for (const [name, makeTransport] of Object.entries(transports)) {
         transport: makeTransport(server.url),
         limits: TEST_LIMITS,
         echoDelayMs: TEST_ECHO_DELAY_MS,
+        workflowRuns: async () => server.core.metrics.workflowRuns,
       };
     });
     afterAll(() => server.close(0));

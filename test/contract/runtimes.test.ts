@@ -10,7 +10,13 @@ import { BridgeChannel, type WebSocketFactory } from "../../src/bridge/client/ch
 import { createBridgeTransport } from "../../src/bridge/client/transport.js";
 import { limitsEnv, type SpawnedRuntime, spawnRuntime } from "../support/spawn-runtime.js";
 import { contractSuite } from "./suite.js";
-import { type Capabilities, type Target, TEST_ECHO_DELAY_MS, TEST_LIMITS } from "./target.js";
+import {
+  type Capabilities,
+  type Target,
+  TEST_ECHO_DELAY_MS,
+  TEST_LIMITS,
+  workflowRunsAt,
+} from "./target.js";
 
 /**
  * What Bun and Deno cannot do, in one place:
@@ -57,6 +63,7 @@ for (const runtime of ["bun", "deno"] as const) {
             transport: make(rt, () => channel),
             limits: TEST_LIMITS,
             echoDelayMs: TEST_ECHO_DELAY_MS,
+            workflowRuns: () => workflowRunsAt(rt.url),
           };
         });
         contractSuite({ ...CAPABILITIES, headersWithTrailers: name === "bridge" }, () => target);

@@ -10,6 +10,19 @@ export interface Target {
   limits: Limits;
   /** Pause between echo sentences on the server: how long a long reply takes. */
   echoDelayMs: number;
+  /**
+   * Reply workflows the server behind the target has started so far (its
+   * ptt_workflow_runs_total), where a test can read it: a resume must start none.
+   */
+  workflowRuns?: () => Promise<number>;
+}
+
+/** ptt_workflow_runs_total from a server's /metrics. */
+export async function workflowRunsAt(baseUrl: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const m = /^ptt_workflow_runs_total (\d+)$/m.exec(text);
+  if (!m) throw new Error("no ptt_workflow_runs_total in /metrics");
+  return Number(m[1]);
 }
 
 /**
@@ -36,6 +49,11 @@ export interface Capabilities {
    * slots are per instance, so filling them takes this many times max_concurrent_replies.
    */
   instances?: number;
+  /**
+   * The transport cannot carry the ptt-resume-from request header, so resume cases are skipped
+   * (the reason is given where it is declared).
+   */
+  noResumeHeader?: boolean;
 }
 
 /** Limits every test server is started with: small, so each breach is cheap to reach. */
@@ -63,6 +81,7 @@ export const TEST_LIMITS: Limits = {
   // breaches these two with a frozen clock.
   maxCollectsPerSecond: 5000,
   maxCommitsPerMinute: 5000,
+  maxJournalBytes: 8 * 1024 * 1024,
 };
 
 export const TEST_ECHO_DELAY_MS = 5;

@@ -68,9 +68,10 @@ describe("contract: workers (wrangler dev --local)", () => {
     await worker?.stop();
     await rm(state, { recursive: true, force: true });
   });
-  // Regression (was a defect): a client that hung up left its reply running in the device
-  // object to the end (no request signal, writes to the dead stream ignored).
-  it("a Connect client that hangs up mid-reply: the device object stops the reply", async () => {
+  // A hang-up is not an interrupt (docs/protocol.md §9): the reply goes on in the device object
+  // for the resume window, and an interrupt still stops it (test/workers/hang-up.test.ts: with
+  // PTT_RESUME_WINDOW_MS=0 the hang-up itself stops it).
+  it("a Connect client that hangs up mid-reply: the reply goes on in the device object until interrupted", async () => {
     const client = clientFor({
       name: "workers/hang-up",
       transport: createConnectTransport({ baseUrl: worker.url, httpVersion: "1.1" }),
@@ -95,9 +96,11 @@ describe("contract: workers (wrangler dev --local)", () => {
     expect(r.code).toBe(Code.Canceled);
     expect(r.frames.some((f) => f.case === "endMessage")).toBe(false);
     await new Promise((done) => setTimeout(done, 500));
-    // A second call: no reply of the device is running any more.
+    // Still running without its caller: the interrupt finds it, and then nothing runs.
     const interrupted = await client.interruptSession({ hardwareId: hw });
-    expect(interrupted.interruptedSessions).toEqual([]);
+    expect(interrupted.interruptedSessions).toEqual([sid]);
+    const again = await client.interruptSession({ hardwareId: hw });
+    expect(again.interruptedSessions).toEqual([]);
   });
 
   for (const [name, make] of Object.entries(transports)) {

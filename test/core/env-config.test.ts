@@ -26,6 +26,7 @@ const LIMIT_VARS: Record<keyof Limits, string> = {
   maxRequestBytes: "PTT_MAX_REQUEST_BYTES",
   maxCollectsPerSecond: "PTT_MAX_COLLECTS_PER_SECOND",
   maxCommitsPerMinute: "PTT_MAX_COMMITS_PER_MINUTE",
+  maxJournalBytes: "PTT_MAX_JOURNAL_BYTES",
 };
 const limitKeys = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[];
 

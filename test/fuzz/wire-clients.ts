@@ -183,6 +183,7 @@ class BridgeSocket {
         toBinary(ClientFrameSchema, {
           $typeName: "ptt.bridge.v1.ClientFrame",
           callId: probe,
+          metadata: {},
           body: {
             case: "interrupt",
             value: { $typeName: "streaming.InterruptRequest", hardwareId: "fuzz-probe" },

@@ -146,16 +146,42 @@ describe("openai workflow: text", () => {
     }
   });
 
-  it("stops the upstream request when the caller hangs up", async () => {
+  it("with PTT_RESUME_WINDOW_MS=0: stops the upstream request when the caller hangs up", async () => {
+    const own = await startVoiceServer({ PTT_RESUME_WINDOW_MS: "0" });
+    try {
+      own.fake.chat = { tokens: ["One. ", "Two. "], stallAfter: 1 };
+      const hangUp = new AbortController();
+      const call = streamAudio(own.client, commit(newDevice(), newSession(), { prompt: "x" }), {
+        signal: hangUp.signal,
+        onFrame: () => hangUp.abort(),
+      });
+      await call;
+      const req = own.fake.to("/v1/chat/completions").at(-1);
+      expect(await req?.ended).toBe("disconnected");
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("a caller that hangs up leaves the upstream request open for a resume; an interrupt closes it", async () => {
     v.fake.chat = { tokens: ["One. ", "Two. "], stallAfter: 1 };
+    const hw = newDevice();
     const hangUp = new AbortController();
-    const call = streamAudio(v.client, commit(newDevice(), newSession(), { prompt: "x" }), {
+    await streamAudio(v.client, commit(hw, newSession(), { prompt: "x" }), {
       signal: hangUp.signal,
       onFrame: () => hangUp.abort(),
     });
-    await call;
     const req = v.fake.to("/v1/chat/completions").at(-1);
-    expect(await req?.ended).toBe("disconnected");
+    const ended = req?.ended.then((how) => how);
+    let settled: string | undefined;
+    void ended?.then((how) => {
+      settled = how;
+    });
+    await new Promise((done) => setTimeout(done, 200));
+    expect(settled).toBeUndefined();
+    const stopped = await v.client.interruptSession({ hardwareId: hw });
+    expect(stopped.interruptedSessions).toHaveLength(1);
+    expect(await ended).toBe("disconnected");
   });
 
   it.each([

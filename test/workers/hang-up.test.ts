@@ -6,10 +6,11 @@ const LONG = Array.from({ length: 10 }, (_, i) => `Sentence ${i + 1}.`).join(" "
 
 // Regression (was a defect): a client that hung up left its reply running in the device
 // object to the end, holding a reply slot: nothing told the object the call was gone.
-describe("a client that hangs up mid-reply", () => {
+describe("a client that hangs up mid-reply (PTT_RESUME_WINDOW_MS=0)", () => {
   it("stops the reply in the device object and frees its slot", async () => {
     const hw = newDevice("hang-up");
-    await swapInFreshInstance(hw, { PTT_ECHO_DELAY_MS: "300" });
+    // Without a resume window: the hang-up itself stops the reply.
+    await swapInFreshInstance(hw, { PTT_ECHO_DELAY_MS: "300", PTT_RESUME_WINDOW_MS: "0" });
     const sid = crypto.randomUUID();
     const call = new AbortController();
     let first: string | undefined;

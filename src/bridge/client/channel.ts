@@ -42,6 +42,12 @@ export interface CallHandlers {
    * its CallEnd. Only for idempotent calls (sequenced COLLECT, CANCEL).
    */
   resend: boolean;
+  /**
+   * A COMMIT: if the connection drops before its CallEnd, the next connection resumes the reply
+   * (ptt-resume-from: the reply frames received so far, docs/protocol.md §9), so `onFrame`
+   * sees each frame once and the workflow never runs twice.
+   */
+  resumable?: boolean;
 }
 
 export interface CallHandle {
@@ -70,6 +76,14 @@ export interface ChannelOptions {
 interface Pending {
   body: CallBody;
   handlers: CallHandlers;
+  /** The call's request headers (ClientFrame.metadata). */
+  metadata: { [name: string]: string };
+  /** Reply frames received (text, audio, action), counted across resumes. */
+  frames: number;
+  /** The end_message or error_message frame arrived: a resume's copy is not passed on. */
+  sawEnd: boolean;
+  /** Sent again with ptt-resume-from after a drop. */
+  resuming: boolean;
   /** The call id on the current socket; 0 while waiting to be (re)sent. */
   id: number;
   /** While waiting for a connection: ends the call when the connect timeout passes. */
@@ -144,8 +158,21 @@ export class BridgeChannel {
     });
   }
 
-  call(body: CallBody, handlers: CallHandlers): CallHandle {
-    const pending: Pending = { body, handlers, id: 0 };
+  call(
+    body: CallBody,
+    handlers: CallHandlers,
+    metadata: { [name: string]: string } = {},
+  ): CallHandle {
+    const from = Number(metadata[RESUME_HEADER] ?? 0);
+    const pending: Pending = {
+      body,
+      handlers,
+      metadata,
+      frames: Number.isSafeInteger(from) ? from : 0,
+      sawEnd: false,
+      resuming: false,
+      id: 0,
+    };
     if (this.stateValue === "closed") {
       handlers.onEnd({ code: "unavailable", message: "bridge channel is closed", metadata: {} });
     } else if (this.stateValue === "open") this.send(pending);
@@ -266,10 +293,46 @@ export class BridgeChannel {
     if (!pending) return;
     if (body.case === "end") {
       this.live.delete(frame.callId);
-      pending.handlers.onEnd(body.value);
-    } else {
-      pending.handlers.onFrame(body);
+      this.ended(pending, body.value);
+      return;
     }
+    if (body.case === "response") {
+      const c = body.value.content.case;
+      if (c === "endMessage" || c === "errorMessage") {
+        if (pending.sawEnd) return;
+        pending.sawEnd = true;
+      } else {
+        pending.frames++;
+      }
+    }
+    pending.handlers.onFrame(body);
+  }
+
+  /** A CallEnd; a resume the server could not serve falls back or says why. */
+  private ended(pending: Pending, end: Pick<CallEnd, "code" | "message" | "metadata">): void {
+    if (pending.resuming && end.code === "not_found" && pending.frames === 0) {
+      // No reply to resume and none received: the COMMIT never reached the server. Sent
+      // again as it was: if it did commit meanwhile, the server answers already_exists.
+      pending.resuming = false;
+      const { [RESUME_HEADER]: _, ...rest } = pending.metadata;
+      pending.metadata = rest;
+      this.retry(pending);
+      return;
+    }
+    if (pending.resuming && (end.code === "not_found" || end.code === "out_of_range")) {
+      pending.handlers.onEnd({
+        code: "unavailable",
+        message: `bridge connection lost mid-reply and the reply could not be resumed: ${end.message}`,
+        metadata: end.metadata,
+      });
+      return;
+    }
+    pending.handlers.onEnd(end);
+  }
+
+  private retry(pending: Pending): void {
+    if (this.stateValue === "open") this.send(pending);
+    else this.enqueue([pending], true);
   }
 
   private send(pending: Pending): void {
@@ -278,7 +341,7 @@ export class BridgeChannel {
     const id = this.nextId;
     // call_id is a uint32 > 0, unique among running calls.
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const bytes = encode(id, pending.body);
+    const bytes = encode(id, pending.body, pending.metadata);
     const max = Number(this.helloValue?.limits.max_frame_bytes ?? Number.POSITIVE_INFINITY);
     if (bytes.byteLength > max) {
       // The server would close the socket (1009) and a resent call would loop: refuse it here.
@@ -305,10 +368,19 @@ export class BridgeChannel {
     this.ws = undefined;
     this.helloValue = undefined;
     if (this.stateValue === "closed") return;
-    this.failAll("bridge connection lost before the call ended", (p) => !p.handlers.resend);
+    this.failAll(
+      "bridge connection lost before the call ended",
+      (p) => !p.handlers.resend && !p.handlers.resumable,
+    );
     // Older calls first: chunks keep their order across the reconnect.
     const again = [...this.live.values()];
-    for (const p of again) p.id = 0;
+    for (const p of again) {
+      p.id = 0;
+      if (p.handlers.resumable) {
+        p.resuming = true;
+        p.metadata = { ...p.metadata, [RESUME_HEADER]: String(p.frames) };
+      }
+    }
     this.live.clear();
     this.enqueue(again, true);
     this.setState("reconnecting");
@@ -347,6 +419,13 @@ export class BridgeChannel {
   }
 }
 
-function encode(callId: number, body: CallBody): Uint8Array {
-  return toBinary(ClientFrameSchema, create(ClientFrameSchema, { callId, body }));
+function encode(
+  callId: number,
+  body: CallBody,
+  metadata: { [name: string]: string } = {},
+): Uint8Array {
+  return toBinary(ClientFrameSchema, create(ClientFrameSchema, { callId, body, metadata }));
 }
+
+/** The request header of a resumed COMMIT (docs/protocol.md §9). */
+export const RESUME_HEADER = "ptt-resume-from";

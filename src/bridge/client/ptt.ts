@@ -304,6 +304,7 @@ function streamReply(channel: BridgeChannel, req: StreamRequest, resend = false)
     { case: "streamAudio", value: req },
     {
       resend,
+      resumable: req.phase === RequestPhase.COMMIT,
       onFrame: (body) => {
         if (body.case !== "response") return;
         const part = toPart(body.value);

@@ -62,7 +62,7 @@ export function createBridgeTransport(channel: BridgeChannel): Transport {
       method: Parameters<Transport["stream"]>[0] & { input: I; output: O },
       signal: AbortSignal | undefined,
       _timeoutMs: number | undefined,
-      _header: HeadersInit | undefined,
+      header: HeadersInit | undefined,
       input: AsyncIterable<MessageInitShape<I>>,
       _contextValues?: ContextValues,
     ) {
@@ -74,7 +74,7 @@ export function createBridgeTransport(channel: BridgeChannel): Transport {
         req = create(StreamRequestSchema, m as MessageInitShape<typeof StreamRequestSchema>);
       if (!req) throw new ConnectError("StreamAudio needs one request", Code.InvalidArgument);
       const trailer = new Headers();
-      const messages = streamCall(channel, req, signal, trailer);
+      const messages = streamCall(channel, req, signal, trailer, pttHeaders(header));
       return {
         stream: true as const,
         service: method.parent,
@@ -97,6 +97,7 @@ async function* streamCall(
   req: StreamRequest,
   signal: AbortSignal | undefined,
   trailer: Headers,
+  metadata: { [name: string]: string },
 ) {
   const responses = new PushQueue<StreamResponse>();
   let ended = false;
@@ -104,6 +105,7 @@ async function* streamCall(
     { case: "streamAudio", value: req },
     {
       resend: isResendable(req),
+      resumable: req.phase === 0 || req.phase === 2,
       onFrame: (body) => {
         if (body.case === "response") responses.push(body.value);
       },
@@ -113,6 +115,7 @@ async function* streamCall(
         responses.end(callError(e));
       },
     },
+    metadata,
   );
   const onAbort = () => handle.cancel();
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -140,4 +143,14 @@ function run(channel: BridgeChannel, body: CallBody, resend: boolean, signal?: A
     const onAbort = () => handle.cancel();
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** The call's ptt-* request headers, as ClientFrame.metadata (the socket carries the rest). */
+function pttHeaders(init: HeadersInit | undefined): { [name: string]: string } {
+  const out: { [name: string]: string } = {};
+  if (!init) return out;
+  new Headers(init).forEach((value, name) => {
+    if (name.startsWith("ptt-")) out[name] = value;
+  });
+  return out;
 }

@@ -233,7 +233,7 @@ export class BridgeConnection {
       method,
       protocolName: "bridge",
       url: this.url,
-      requestHeader: this.requestHeader,
+      requestHeader: callHeaders(this.requestHeader, frame.metadata),
       // Reply slots count per socket; a reply core found stalled ends with its CallEnd
       // (RESOURCE_EXHAUSTED reply_stall_ms), queued behind what the client did not read.
       transport: { connection: this, endStalled: (error) => ctx.abort(error) },
@@ -363,4 +363,18 @@ function varintBytes(n: number): number {
   let bytes = 1;
   for (let v = n >>> 7; v > 0; v >>>= 7) bytes++;
   return bytes;
+}
+
+/**
+ * A call's request headers: the socket's, plus the ptt-* metadata of the frame that started
+ * it (ptt-resume-from). Only ptt-* names: a frame never overrides the socket's credentials.
+ */
+function callHeaders(socket: Headers, metadata: { [key: string]: string }): Headers {
+  let headers = socket;
+  for (const [name, value] of Object.entries(metadata)) {
+    if (!name.toLowerCase().startsWith("ptt-")) continue;
+    if (headers === socket) headers = new Headers(socket);
+    headers.set(name, value);
+  }
+  return headers;
 }

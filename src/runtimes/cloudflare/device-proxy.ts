@@ -103,7 +103,10 @@ async function* forward(
       new Request("https://device/call", {
         method: "POST",
         headers,
-        body: toBinary(ClientFrameSchema, create(ClientFrameSchema, { callId: 1, body })),
+        body: toBinary(
+          ClientFrameSchema,
+          create(ClientFrameSchema, { callId: 1, body, metadata: pttMetadata(ctx.requestHeader) }),
+        ),
         signal: ctx.signal,
       }),
     );
@@ -121,6 +124,15 @@ async function* forward(
   } catch (err) {
     throw unreachable(err, ctx);
   }
+}
+
+/** The call's ptt-* request headers (ptt-resume-from), as the object's call reads them. */
+function pttMetadata(headers: Headers): { [name: string]: string } {
+  const out: { [name: string]: string } = {};
+  headers.forEach((value, name) => {
+    if (name.startsWith("ptt-")) out[name] = value;
+  });
+  return out;
 }
 
 /** A failed hop to the object: the caller's own cancellation as is, anything else UNAVAILABLE. */

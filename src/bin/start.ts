@@ -42,7 +42,7 @@ export async function start(proc: ProcessPort, entry: Entry): Promise<PttServer>
     return fail("invalid configuration", err);
   }
   const logger: Logger = createJsonLogger((line) => proc.stdout(`${line}\n`), config.logLevel);
-  let stored: Pick<PttCoreOptions, "store" | "replyBus" | "memory"> | undefined;
+  let stored: Pick<PttCoreOptions, "store" | "replyBus" | "memory" | "journal"> | undefined;
   try {
     // PTT_STORE=redis://… is the same on every runtime; the runtime opens any other store.
     stored = (await sharedStoreFromConfig(config, logger)) ?? (await entry.openStore?.(config));

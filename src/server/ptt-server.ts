@@ -71,7 +71,7 @@ export interface PttServer {
 /** Server options from a parsed configuration (configFromEnv). */
 export function serverOptionsFrom(
   config: ServerConfig,
-  extra: Pick<PttCoreOptions, "logger" | "store" | "replyBus" | "memory"> & {
+  extra: Pick<PttCoreOptions, "logger" | "store" | "replyBus" | "memory" | "journal"> & {
     storeName?: string;
   } = {},
 ): PttServerOptions {

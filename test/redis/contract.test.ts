@@ -12,7 +12,8 @@ import { SkewClock } from "../support/skew-clock.js";
 /**
  * The contract suite over two Node instances sharing one Redis, every call going to the other
  * instance than the one before: a hold's chunks alternate between them and its COMMIT,
- * CANCEL or InterruptSession lands on either. One clock for both (TTL cases move it).
+ * CANCEL or InterruptSession lands on either, and a resumed COMMIT on the other instance than
+ * the one running the reply (its journal is a Redis Stream). One clock for both (TTL cases move it).
  */
 // Half the reply slots per instance: 100 concurrent COMMITs still get one each, and filling
 // both instances takes as many long replies as one instance with the usual limits.
@@ -43,6 +44,7 @@ describe("contract: two Node instances sharing Redis (calls alternate)", () => {
             echoDelayMs: TEST_ECHO_DELAY_MS,
             store: backend.store,
             replyBus: backend.replyBus,
+            journal: backend.journal,
           },
         }),
       );
@@ -52,6 +54,8 @@ describe("contract: two Node instances sharing Redis (calls alternate)", () => {
       transport: alternatingTransport(servers.map((s) => createGrpcTransport({ baseUrl: s.url }))),
       limits: TEST_LIMITS,
       echoDelayMs: TEST_ECHO_DELAY_MS,
+      // A resume lands on the other instance than the COMMIT: count the runs of both.
+      workflowRuns: async () => servers.reduce((n, s) => n + s.core.metrics.workflowRuns, 0),
     };
   }, 30_000);
 

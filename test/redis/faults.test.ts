@@ -24,7 +24,7 @@ describe("Redis faults", { timeout: 30_000 }, () => {
   let redis: RedisServer;
   const opened: { server: NodeServer; backend: RedisBackend }[] = [];
 
-  async function instance(redisUrl: string, limits = TEST_LIMITS) {
+  async function instance(redisUrl: string, limits = TEST_LIMITS, resumeWindowMs?: number) {
     const backend = await openRedisBackend(
       { url: redisUrl, prefix: "ptt", commandTimeoutMs: 1000 },
       silentLogger,
@@ -32,7 +32,14 @@ describe("Redis faults", { timeout: 30_000 }, () => {
     const server = await startNodeServer({
       port: 0,
       graceMs: 0,
-      config: { limits, echoDelayMs: 20, store: backend.store, replyBus: backend.replyBus },
+      config: {
+        limits,
+        echoDelayMs: 20,
+        store: backend.store,
+        replyBus: backend.replyBus,
+        journal: backend.journal,
+        resumeWindowMs,
+      },
     });
     opened.push({ server, backend });
     const client = createClient(StreamingService, createGrpcTransport({ baseUrl: server.url }));
@@ -125,19 +132,26 @@ describe("Redis faults", { timeout: 30_000 }, () => {
     expect(Code[done.code ?? -1]).toBe("Canceled");
   });
 
-  it("after the TTLs an idle Redis is empty, swept or not (DBSIZE 0)", async () => {
+  it("after the TTLs an idle Redis is empty, swept or not (DBSIZE 0), reply journals too", async () => {
     const limits = { ...TEST_LIMITS, idleTtlMs: 300, maxHoldMs: 1000, tombstoneTtlMs: 400 };
     const admin = createRedisClient({ url: redis.url });
     await admin.connect();
     try {
       await admin.flushAll();
       for (const swept of [true, false]) {
-        const { server, client } = await instance(redis.url, limits);
+        const { server, client } = await instance(redis.url, limits, 500);
         const hw = newDevice("ttl");
         const [abandoned, committed, cancelled] = [newSession(), newSession(), newSession()];
         await streamAudio(client, collect(hw, abandoned, 1, "never committed"));
         await streamAudio(client, collect(hw, committed, 1, "committed"));
-        await streamAudio(client, commit(hw, committed));
+        expect(replyText(await streamAudio(client, commit(hw, committed)))).toBe("committed");
+        // Its reply is journaled for the window: resumable now.
+        const journal = await admin.keys(`ptt:{${hw}}:reply:*`);
+        expect(journal).toEqual([`ptt:{${hw}}:reply:${committed}`]);
+        const again = await streamAudio(client, commit(hw, committed), {
+          headers: { "ptt-resume-from": "0" },
+        });
+        expect(replyText(again)).toBe("committed");
         await streamAudio(client, collect(hw, cancelled, 1, "cancelled"));
         await streamAudio(client, { hardwareId: hw, sessionId: cancelled, phase: 3 });
         await streamAudio(client, { hardwareId: hw, sessionId: newSession(), phase: 3 });
@@ -151,6 +165,13 @@ describe("Redis faults", { timeout: 30_000 }, () => {
         await waitFor(async () => (await admin.dbSize()) === 0, 10_000);
         const left = await admin.keys("*");
         expect(left).toEqual([]);
+        if (swept) {
+          // Past the window the reply cannot be resumed any more.
+          const late = await streamAudio(client, commit(hw, committed), {
+            headers: { "ptt-resume-from": "0" },
+          });
+          expect(late.code).toBe(Code.NotFound);
+        }
       }
     } finally {
       admin.destroy();

@@ -1,21 +1,24 @@
 import type { RedisSettings } from "../../core/env-config.js";
 import type { MemoryBounds } from "../../core/memory/turns.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
-import type { ConversationMemory, Logger, ReplyBus } from "../../core/ports.js";
+import type { ConversationMemory, Logger, ReplyBus, ReplyJournal } from "../../core/ports.js";
 import type { StoreFactory } from "../../core/ptt-core.js";
 import { createSessionStore } from "../../core/session-engine.js";
 import { systemClock } from "../../core/system-clock.js";
 import { openRedisConnections, redactedUrl } from "./redis-connection.js";
 import { createRedisDriver } from "./redis-driver.js";
+import { createRedisJournal } from "./redis-journal.js";
 import { createRedisMemory } from "./redis-memory.js";
 import { createRedisReplyBus } from "./redis-reply-bus.js";
 
-/** What an instance needs to share holds through Redis: the store, the reply bus, the memory. */
+/** What an instance needs to share holds through Redis: store, reply bus, memory, journals. */
 export interface RedisBackend {
   /** Its close() closes the Redis connections too (the server closes the store last). */
   store: StoreFactory;
   replyBus: ReplyBus;
   memory: ConversationMemory;
+  /** Reply journals: a reply produced here can be resumed on another instance. */
+  journal: ReplyJournal;
   /** Closes both connections (the store's close() does it too). */
   close(): Promise<void>;
 }
@@ -69,6 +72,7 @@ export async function openRedisBackend(
       bounds: memoryBounds,
       clock: systemClock,
     }),
+    journal: createRedisJournal({ client: conn.client, prefix: settings.prefix }),
     close: () => conn.close(),
   };
 }

@@ -8,6 +8,7 @@ import {
   type CommittedTurn,
   collectChunk,
   commitTurn,
+  copyOpen,
   expiryOf,
   type OpenSession,
   openSession,
@@ -211,7 +212,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     }
     // A copy: collectChunk reassigns fields (its arrays are replaced, never edited), so the
     // view's record, maybe the driver's live one, stays as it was.
-    const session: OpenSession = record ? { ...record } : openSession(key, s.now);
+    const session: OpenSession = record ? copyOpen(record) : openSession(key, s.now);
     let outcome: CollectResult["outcome"];
     try {
       outcome = collectChunk(session, chunk, limits, s.now);

@@ -91,7 +91,13 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     if (sealed.size > maxTotal) forget(first(sealed));
   }
 
-  function apply(k: string, write: StepWrite): void {
+  /** `slot` and `device`: what the step read for `k` (no second lookup on the COLLECT path). */
+  function apply(
+    k: string,
+    write: StepWrite,
+    slot: JournalEntry | undefined,
+    device: Device | undefined,
+  ): void {
     const { record } = write;
     try {
       if (record) journal?.put(k, { record, dueAt: write.dueAt });
@@ -101,12 +107,11 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     }
     gauges.openSessions += write.openDelta;
     gauges.bufferedBytes += write.bytesDelta;
-    const slot = slots.get(k);
-    if (slot && record?.state === "open" && slot.record.state === "open") {
+    if (slot && device && record?.state === "open" && slot.record.state === "open") {
       // The common COLLECT: same session, still open; its indexes only move its deadline.
       slot.record = record;
       slot.dueAt = write.dueAt;
-      devices.get(record.hardwareId)?.open.set(record.sessionId, write.dueAt);
+      device.open.set(record.sessionId, write.dueAt);
       return;
     }
     if (slot) remove(k, slot.record);
@@ -127,10 +132,10 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
   return {
     async step(key, run) {
       const k = keyOf(key.hardwareId, key.sessionId);
-      const record = slots.get(k)?.record;
-      const deviceOpen = devices.get(key.hardwareId)?.open ?? NONE;
-      const step = run({ record, deviceOpen, gauges });
-      if (step.write) apply(k, step.write);
+      const slot = slots.get(k);
+      const device = devices.get(key.hardwareId);
+      const step = run({ record: slot?.record, deviceOpen: device?.open ?? NONE, gauges });
+      if (step.write) apply(k, step.write, slot, device);
       return step;
     },
 

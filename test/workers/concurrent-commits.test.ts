@@ -10,6 +10,7 @@ import {
   replyText,
   stored,
   streamAudio,
+  swapInFreshInstance,
 } from "./helpers.js";
 
 const N = 100;
@@ -19,6 +20,8 @@ const N = 100;
 describe("100 concurrent COMMITs of one session", () => {
   it("through the Worker (Connect): one reply stream, 99 ALREADY_EXISTS", async () => {
     const hw = newDevice("commits");
+    // 100 calls at once can take longer than the suite's 1 s idle TTL on a loaded machine.
+    await swapInFreshInstance(hw, { PTT_IDLE_TTL_MS: "60000" });
     const sid = crypto.randomUUID();
     expect((await streamAudio(collect(hw, sid, 1, "only once"))).code).toBeUndefined();
     const results = await Promise.all(
@@ -40,6 +43,7 @@ describe("100 concurrent COMMITs of one session", () => {
 
   it("straight into the object's /call endpoint: one reply stream, 99 already_exists", async () => {
     const hw = newDevice("commits-direct");
+    await swapInFreshInstance(hw, { PTT_IDLE_TTL_MS: "60000" });
     const sid = crypto.randomUUID();
     const acked = await callDevice(hw, {
       callId: 1,

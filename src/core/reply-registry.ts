@@ -52,8 +52,8 @@ interface Parked {
  */
 export class ReplyRegistry {
   private readonly byDevice = new Map<string, Set<RunningReply>>();
-  private readonly slotsByDevice = new Map<string, number>();
-  private readonly slotsByConnection = new Map<object, number>();
+  private readonly slotsByDevice: Shares<string> = new Map();
+  private readonly slotsByConnection: Shares<object> = new Map();
   private readonly parked = new Map<RunningReply, Parked>();
   private sweep: unknown;
   private slots = 0;
@@ -80,11 +80,14 @@ export class ReplyRegistry {
   }
 
   /**
-   * Takes a reply slot for `hardwareId` on `connection` (undefined where the runtime cannot
-   * tell connections apart) or throws RESOURCE_EXHAUSTED naming the bound that is full.
-   * Returns the release, which gives the slot back once, however often it is called.
+   * Takes a reply slot for `sessionId` of `hardwareId` on `connection` (undefined where the
+   * runtime cannot tell connections apart) or throws RESOURCE_EXHAUSTED naming the bound that
+   * is full. The device's and the connection's shares count sessions: concurrent repeats of
+   * one COMMIT (only one of which can take the turn; the store answers the rest
+   * ALREADY_EXISTS) use one share between them. Returns the release, which gives the slot
+   * back once, however often it is called.
    */
-  admit(hardwareId: string, connection?: object): () => void {
+  admit(hardwareId: string, sessionId: string, connection?: object): () => void {
     const { maxConcurrentReplies, maxRepliesPerDevice, maxRepliesPerConnection } = this.limits;
     if (this.slots >= maxConcurrentReplies) {
       throw resourceExhausted(
@@ -92,30 +95,31 @@ export class ReplyRegistry {
         `${this.slots} replies are already running on this instance; retry the COMMIT`,
       );
     }
-    const device = this.slotsByDevice.get(hardwareId) ?? 0;
-    if (device >= maxRepliesPerDevice) {
+    const key = `${hardwareId}\n${sessionId}`;
+    const device = this.slotsByDevice.get(hardwareId);
+    if (device && device.size >= maxRepliesPerDevice && !device.has(key)) {
       throw resourceExhausted(
         LIMIT_NAMES.maxRepliesPerDevice,
-        `${device} replies of this device are already running; retry the COMMIT once one ended`,
+        `${device.size} replies of this device are already running; retry the COMMIT once one ended`,
       );
     }
-    const conn = connection === undefined ? 0 : (this.slotsByConnection.get(connection) ?? 0);
-    if (conn >= maxRepliesPerConnection) {
+    const conn = connection === undefined ? undefined : this.slotsByConnection.get(connection);
+    if (conn && conn.size >= maxRepliesPerConnection && !conn.has(key)) {
       throw resourceExhausted(
         LIMIT_NAMES.maxRepliesPerConnection,
-        `${conn} replies are already running on this connection; read them, or retry the COMMIT on another connection`,
+        `${conn.size} replies are already running on this connection; read them, or retry the COMMIT on another connection`,
       );
     }
     this.slots++;
-    this.slotsByDevice.set(hardwareId, device + 1);
-    if (connection !== undefined) this.slotsByConnection.set(connection, conn + 1);
+    increment(this.slotsByDevice, hardwareId, key);
+    if (connection !== undefined) increment(this.slotsByConnection, connection, key);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.slots--;
-      decrement(this.slotsByDevice, hardwareId);
-      if (connection !== undefined) decrement(this.slotsByConnection, connection);
+      decrement(this.slotsByDevice, hardwareId, key);
+      if (connection !== undefined) decrement(this.slotsByConnection, connection, key);
     };
   }
 
@@ -225,8 +229,23 @@ export class ReplyRegistry {
   }
 }
 
-function decrement<K>(map: Map<K, number>, key: K): void {
-  const n = (map.get(key) ?? 1) - 1;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
+/** Slots of each session, per device or per connection: its size is the sessions counted. */
+type Shares<K> = Map<K, Map<string, number>>;
+
+function increment<K>(shares: Shares<K>, owner: K, key: string): void {
+  let sessions = shares.get(owner);
+  if (!sessions) {
+    sessions = new Map();
+    shares.set(owner, sessions);
+  }
+  sessions.set(key, (sessions.get(key) ?? 0) + 1);
+}
+
+function decrement<K>(shares: Shares<K>, owner: K, key: string): void {
+  const sessions = shares.get(owner);
+  if (!sessions) return;
+  const n = (sessions.get(key) ?? 1) - 1;
+  if (n > 0) sessions.set(key, n);
+  else sessions.delete(key);
+  if (sessions.size === 0) shares.delete(owner);
 }

@@ -123,7 +123,7 @@ async function* commit(
       checkChunkLimits(piece, core.limits, i === 0 ? "chunk_text" : "prompt");
     }
     core.rates.admitCommit(hardwareId, ctx);
-    giveBack = core.replies.admit(hardwareId, transport?.connection);
+    giveBack = core.replies.admit(hardwareId, sessionId, transport?.connection);
   } catch (err) {
     core.metrics.commit("rejected");
     throw err;

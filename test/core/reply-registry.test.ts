@@ -102,15 +102,18 @@ describe("ReplyRegistry.cancelSession and abortAll", () => {
   });
 });
 
+let sessions = 0;
+const sid = () => `s-${++sessions}`;
+
 describe("ReplyRegistry admission", () => {
   it("admit takes a slot; past the limit RESOURCE_EXHAUSTED naming max_concurrent_replies", () => {
     const replies = new ReplyRegistry(2);
-    const release = replies.admit("hw-1");
-    replies.admit("hw-2");
+    const release = replies.admit("hw-1", sid());
+    replies.admit("hw-2", sid());
     expect(replies.inFlight).toBe(2);
     let refused: unknown;
     try {
-      replies.admit("hw-3");
+      replies.admit("hw-3", sid());
     } catch (err) {
       refused = err;
     }
@@ -122,29 +125,29 @@ describe("ReplyRegistry admission", () => {
     // Releasing twice gives back one slot, not two.
     release();
     expect(replies.inFlight).toBe(1);
-    replies.admit("hw-3");
+    replies.admit("hw-3", sid());
     expect(replies.inFlight).toBe(2);
   });
 
   it("slots are independent of registered replies", () => {
     const replies = new ReplyRegistry(1);
     replies.start("hw", "s", "t");
-    replies.admit("hw");
-    expect(() => replies.admit("hw")).toThrow(/max_concurrent_replies/);
+    replies.admit("hw", sid());
+    expect(() => replies.admit("hw", sid())).toThrow(/max_concurrent_replies/);
     const zero = new ReplyRegistry(0);
-    expect(() => zero.admit("hw")).toThrow(/max_concurrent_replies/);
+    expect(() => zero.admit("hw", sid())).toThrow(/max_concurrent_replies/);
   });
 
   const fair = resolveLimits({ maxConcurrentReplies: 8, maxRepliesPerDevice: 2 });
 
   it("a device holds at most max_replies_per_device; other devices still get slots", () => {
     const replies = new ReplyRegistry(fair);
-    const first = replies.admit("hw");
-    replies.admit("hw");
-    expect(() => replies.admit("hw")).toThrow(/max_replies_per_device: /);
-    replies.admit("hw-other");
+    const first = replies.admit("hw", sid());
+    replies.admit("hw", sid());
+    expect(() => replies.admit("hw", sid())).toThrow(/max_replies_per_device: /);
+    replies.admit("hw-other", sid());
     first();
-    replies.admit("hw");
+    replies.admit("hw", sid());
     expect(replies.inFlight).toBe(3);
   });
 
@@ -152,15 +155,30 @@ describe("ReplyRegistry admission", () => {
     expect(fair.maxRepliesPerConnection).toBe(2);
     const replies = new ReplyRegistry(fair);
     const conn = {};
-    const release = replies.admit("hw-1", conn);
-    replies.admit("hw-2", conn);
-    expect(() => replies.admit("hw-3", conn)).toThrow(/max_replies_per_connection: /);
+    const release = replies.admit("hw-1", sid(), conn);
+    replies.admit("hw-2", sid(), conn);
+    expect(() => replies.admit("hw-3", sid(), conn)).toThrow(/max_replies_per_connection: /);
     // Another connection, and calls without a known connection, are not affected.
-    replies.admit("hw-3", {});
-    replies.admit("hw-4");
+    replies.admit("hw-3", sid(), {});
+    replies.admit("hw-4", sid());
     release();
-    replies.admit("hw-5", conn);
+    replies.admit("hw-5", sid(), conn);
     expect(replies.inFlight).toBe(4);
+  });
+
+  it("concurrent repeats of one COMMIT share one slot of the device's and connection's shares", () => {
+    const replies = new ReplyRegistry(fair);
+    const conn = {};
+    // Five admissions for one session race (only one will take the turn; the store answers
+    // the others ALREADY_EXISTS): none is refused a share the others hold.
+    const repeats = [1, 2, 3, 4, 5].map(() => replies.admit("hw", "s-1", conn));
+    expect(replies.inFlight).toBe(5);
+    replies.admit("hw", "s-2", conn);
+    expect(() => replies.admit("hw", "s-3", {})).toThrow(/max_replies_per_device/);
+    expect(() => replies.admit("hw-2", "s-4", conn)).toThrow(/max_replies_per_connection/);
+    for (const release of repeats) release();
+    replies.admit("hw", "s-3", conn);
+    expect(replies.inFlight).toBe(2);
   });
 
   it("the shares follow max_concurrent_replies and never pass it", () => {

@@ -199,5 +199,6 @@ describe("bridge client: failures end calls, never hang", () => {
       text: "over the global WebSocket.",
       endMessage: "RESPONSE_COMPLETED",
     });
-  });
+    // A fresh Node process compiling the client through tsx: seconds on a loaded machine.
+  }, 60_000);
 });

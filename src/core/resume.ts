@@ -21,6 +21,9 @@ export function resumeFromOf(ctx: HandlerContext): number | undefined {
   return n;
 }
 
+/** Frames replayed before the replay lets the event loop run. */
+const REPLAY_BURST = 64;
+
 /** Tracks what the call sent, for the error frame rule (docs/protocol.md §4). */
 export interface ResumeState {
   replied: boolean;
@@ -67,12 +70,19 @@ export async function* resumeReply(
   const local = core.runs.get(key);
   local?.takeOverFromCall();
   state.replied = from > 0;
+  let burst = 0;
   for await (const entry of core.journal.read(key, from, ctx.signal, idleLimit(core))) {
     if (entry.kind === "frame") {
       if (!state.replied) state.firstFrame();
       state.replied = true;
       yield fromBinary(StreamResponseSchema, entry.bytes);
       local?.markDelivered(entry.index + 1);
+      // A backlog is read without waiting: let the transport flush (and other calls run)
+      // between bursts, or the client gets the first frame only with the last.
+      if (++burst === REPLAY_BURST) {
+        burst = 0;
+        await new Promise<void>((resolve) => core.clock.setTimer(resolve, 0));
+      }
       continue;
     }
     if (!state.replied) state.firstFrame();

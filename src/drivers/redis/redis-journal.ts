@@ -12,6 +12,9 @@ export interface RedisJournalOptions {
 
 type StreamEntry = { id: string; message: Record<string, string> };
 
+/** Entries per XRANGE of a backlog. */
+const PAGE = 128;
+
 /**
  * Reply journals in Redis (PTT_STORE=redis://…): one Stream per reply, so a reply running on
  * instance A is resumed on instance B. Entry ids are the journal's positions: `0-1` opens it
@@ -57,12 +60,16 @@ export function createRedisJournal(options: RedisJournalOptions): ReplyJournal {
     async *read(key, from, signal, idleMs): AsyncGenerator<JournalEntry> {
       const k = keyOf(key);
       let cursor = `0-${from + 1}`;
-      const entries = (await client.xRange(k, `(${cursor}`, "+")) as StreamEntry[];
-      for (const e of entries) {
-        const out = entryOf(e);
-        yield out;
-        if (out.kind === "end") return;
-        cursor = e.id;
+      // The backlog in pages: the first frames go out while the rest is still being read.
+      for (;;) {
+        const page = (await client.xRange(k, `(${cursor}`, "+", { COUNT: PAGE })) as StreamEntry[];
+        for (const e of page) {
+          const out = entryOf(e);
+          yield out;
+          if (out.kind === "end") return;
+          cursor = e.id;
+        }
+        if (page.length < PAGE) break;
       }
       // Live: a connection of its own, as XREAD BLOCK holds it until something arrives.
       const follower = client.duplicate({ commandOptions: { timeout: blockMs + 5000 } });

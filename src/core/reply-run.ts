@@ -209,6 +209,10 @@ export class ReplyRun implements ReplyContext {
       this.journaled += bytes.length;
     } catch (err) {
       this.journalFailed(err);
+      // A journal that refused for room (the instance's budget) still takes the end marker,
+      // so a resume reaching this frame is told why rather than left waiting.
+      if (err instanceof ConnectError && err.code === Code.ResourceExhausted)
+        await this.writeEnd(err);
     }
   }
 

@@ -3,7 +3,7 @@ import { requireGrpcPort } from "../core/env-config.js";
 import { createDenoKvMemory } from "../core/memory/deno-kv-memory.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../core/memory/turns.js";
 import { systemClock } from "../core/system-clock.js";
-import { createDenoKvStore, type DenoKv } from "../drivers/deno-kv/deno-kv-store.js";
+import { createDenoKvStore, type DenoKv } from "../drivers/deno-kv/deno-kv-driver.js";
 import { serveDeno } from "../runtimes/deno/serve.js";
 import { start } from "./start.js";
 

@@ -294,7 +294,9 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     },
 
     async commit(key: SessionKey, pieces: Chunk[], turnId: string): Promise<CommittedTurn> {
-      return settle(await driver.step(key, (view) => commitStep(key, pieces, turnId, view)));
+      // The one step whose `run` reads the hold's audio and screenshot (store-driver.ts).
+      const run = (view: StepView) => commitStep(key, pieces, turnId, view);
+      return settle(await driver.step(key, run, true));
     },
 
     async cancel(key: SessionKey): Promise<CancelResult> {

@@ -75,6 +75,11 @@ export interface OpenSession {
   audio: AudioPart[];
   audioBytes: number;
   screenshot?: Screenshot | undefined;
+  /**
+   * Characters of the screenshot, kept beside it so the byte budget never reads the
+   * screenshot itself (a driver may hand out a record without it: store-driver.ts).
+   */
+  screenshotBytes: number;
 }
 
 export type SealedState = "committed" | "cancelled" | "expired";
@@ -124,6 +129,7 @@ export function openSession(key: SessionKey, now: number): OpenSession {
     audio: [],
     audioBytes: 0,
     screenshot: undefined,
+    screenshotBytes: 0,
   };
 }
 
@@ -149,6 +155,7 @@ export function copyOpen(s: OpenSession): OpenSession {
     audio: s.audio,
     audioBytes: s.audioBytes,
     screenshot: s.screenshot,
+    screenshotBytes: s.screenshotBytes,
   };
 }
 
@@ -239,7 +246,14 @@ export function collectChunk(
 
 type Placement = Pick<
   OpenSession,
-  "text" | "textAt" | "parts" | "textBytes" | "audio" | "audioBytes" | "screenshot"
+  | "text"
+  | "textAt"
+  | "parts"
+  | "textBytes"
+  | "audio"
+  | "audioBytes"
+  | "screenshot"
+  | "screenshotBytes"
 >;
 
 /** Computes the buffer with the chunk in its place, checking the per-session size limits. */
@@ -254,7 +268,7 @@ function placeChunk(
     key: chunk.seq > 0 ? chunk.seq : session.lastSeq,
     order: session.chunks + 1,
   };
-  let { text, textAt, parts, textBytes, audio, audioBytes, screenshot } = session;
+  let { text, textAt, parts, textBytes, audio, audioBytes, screenshot, screenshotBytes } = session;
   if (chunk.text.length > 0 && !skipText) {
     if (mode === ChunkMode.DELTA) {
       parts = insertPlaced(parts, { ...at, text: chunk.text });
@@ -284,8 +298,11 @@ function placeChunk(
     }
     audio = insertPlaced(audio, { ...at, audio: chunk.audio });
   }
-  if (chunk.screenshot && !skipText) screenshot = chunk.screenshot;
-  return { text, textAt, parts, textBytes, audio, audioBytes, screenshot };
+  if (chunk.screenshot && !skipText) {
+    screenshot = chunk.screenshot;
+    screenshotBytes = chunk.screenshot.data.length;
+  }
+  return { text, textAt, parts, textBytes, audio, audioBytes, screenshot, screenshotBytes };
 }
 
 /**
@@ -333,7 +350,9 @@ export function commitTurn(
 
 /** Bytes a session holds, for the buffered-bytes gauge. */
 export function bufferedBytes(session: OpenSession): number {
-  return session.textBytes + session.audioBytes + (session.screenshot?.data.length ?? 0);
+  // Records stored before screenshotBytes existed (a Durable Object's, Redis') count the screenshot.
+  const shot = session.screenshotBytes ?? session.screenshot?.data.length ?? 0;
+  return session.textBytes + session.audioBytes + shot;
 }
 
 /** An OPEN session's end of life: when it expires if nothing else happens, and why. */

@@ -42,8 +42,17 @@ import type { SessionKey, SessionRecord } from "./session.js";
  * round trips per COLLECT), plus a re-read and a re-write per conflict.
  */
 export interface StoreDriver {
-  /** Runs `run` on a fresh view until its write lands; resolves with that Step. */
-  step<S extends Step>(key: SessionKey, run: (view: StepView) => S): Promise<S>;
+  /**
+   * Runs `run` on a fresh view until its write lands; resolves with that Step.
+   *
+   * `payloads`: true when `run` reads an open record's audio bytes and screenshot (a
+   * COMMIT). Otherwise `run` reads their sizes only (audioBytes, screenshotBytes), and a
+   * driver that keeps them apart from the record (Deno KV: blobs) may hand out the pieces
+   * with empty `data`. `run` writes back the very piece objects it was handed (a copy of
+   * the list, never of a piece), so the driver tells kept pieces from new ones by identity.
+   * Drivers that keep whole records ignore it.
+   */
+  step<S extends Step>(key: SessionKey, run: (view: StepView) => S, payloads?: boolean): Promise<S>;
   /** Sessions whose dueAt has passed (to sweep), and the earliest dueAt of the others. */
   due(now: number): Promise<{ keys: SessionKey[]; next: number }>;
   /** Instance-wide gauges: open sessions and the bytes they buffer. */

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { Limits } from "../../src/core/limits.js";
 import type { SessionStore } from "../../src/core/ports.js";
 import type { Chunk, SessionKey } from "../../src/core/session.js";
-import { createDenoKvStore, type DenoKv } from "../../src/drivers/deno-kv/deno-kv-store.js";
+import { createDenoKvStore, type DenoKv } from "../../src/drivers/deno-kv/deno-kv-driver.js";
 import { ChunkMode } from "../../src/gen/streaming_pb.js";
 import { STORE_TEST_LIMITS, testStore } from "../contract/store.js";
 import { ManualClock } from "../support/manual-clock.js";
@@ -201,7 +201,34 @@ describe("deno-kv store: Deno KV specifics", () => {
     expect((await left()).filter((k) => (k as unknown[])[1] === "b")).toEqual([]);
     clock.advance(BIG.tombstoneTtlMs);
     await store().sweep();
-    // Only the device's version and the (now zero) gauges remain.
-    expect((await left()).map((k) => (k as unknown[])[1]).sort()).toEqual(["n", "n", "v"]);
+    // Only the device (no open session left in it) and the (now zero) gauges remain.
+    expect((await left()).map((k) => (k as unknown[])[1]).sort()).toEqual(["d", "n", "n"]);
+  });
+
+  it("only a COMMIT reads the hold's audio and screenshot back (the engine's payloads hint)", async () => {
+    const { kv, store } = await open(":memory:", BIG);
+    const blobReads: string[] = [];
+    // The real database, with its range reads of blobs ("b" keys) noted.
+    const watched: DenoKv = {
+      get: (k) => kv.get(k),
+      atomic: () => kv.atomic(),
+      list(selector) {
+        if (selector.prefix[1] === "b") blobReads.push(String(selector.prefix[3]));
+        return kv.list(selector as never);
+      },
+    };
+    const s = store(watched);
+    const k = key();
+    const screenshot = { data: "S".repeat(200_000), width: 4, height: 3 };
+    await s.collect(k, delta(1, "a", { audio: audio(pcm(300_000, 1)), screenshot }));
+    for (let i = 2; i <= 10; i++) await s.collect(k, delta(i, "b", { audio: audio(pcm(1000, i)) }));
+    expect(await s.cancel({ ...k, sessionId: crypto.randomUUID() })).toBe("unknown");
+    expect(blobReads).toEqual([]);
+    expect((await s.stats()).bufferedBytes).toBe(10 + 300_000 + 9_000 + 200_000);
+    const turn = await s.commit(k, [], "t");
+    expect(blobReads).toEqual([k.sessionId]);
+    expect(turn.screenshot).toEqual(screenshot);
+    expect(turn.audio.map((a) => a.data.length)).toEqual([300_000, ...Array(9).fill(1000)]);
+    expect(same(turn.audio[0]?.data, pcm(300_000, 1))).toBe(true);
   });
 });

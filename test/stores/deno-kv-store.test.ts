@@ -120,6 +120,21 @@ describe("deno-kv store: Deno KV specifics", () => {
     expect(await a.stats()).toMatchObject({ openSessions: 3 });
   });
 
+  it("within one process the instance-wide limits are exact: concurrent admissions see each other", async () => {
+    const limits = { ...STORE_TEST_LIMITS, maxOpenSessionsPerInstance: 5 };
+    const { store } = await open(":memory:", limits);
+    const s = store();
+    const settled = await Promise.allSettled(
+      Array.from({ length: 20 }, () => s.collect(key(), delta(1, "x"))),
+    );
+    const refused = settled.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    expect(settled.filter((r) => r.status === "fulfilled")).toHaveLength(5);
+    for (const err of refused) {
+      expect(err).toMatchObject({ rawMessage: /^max_open_sessions_per_instance: / });
+    }
+    expect(await s.stats()).toEqual({ openSessions: 5, bufferedBytes: 5 });
+  });
+
   it("a big hold round-trips: 8 MiB of audio and a 3 MiB screenshot, past Deno KV's value and write limits", async () => {
     const { store } = await open(":memory:", BIG);
     const s = store();

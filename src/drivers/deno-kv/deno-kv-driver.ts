@@ -52,6 +52,12 @@ interface Device {
   open: Record<string, number>;
   until: number;
 }
+/** Gauge changes of a step of this process; `landed`: the last read begun before it landed. */
+interface Held {
+  open: number;
+  bytes: number;
+  landed: number;
+}
 interface Write {
   key: Key;
   value?: unknown;
@@ -114,6 +120,12 @@ export function createDenoKvDriver(options: {
   const bucketLive = (bucket: number, now: number) => now < bucket + 2 * bucketMs + maxHoldMs;
   const queues = new Map<string, Promise<unknown>>();
   const running = new Set<Promise<unknown>>();
+  // This process's gauge changes that a read may not show yet: held from `run` until every
+  // read that started before their write landed is done, and added to those reads (counted
+  // twice at worst: a refusal, never a limit passed), so within a process the limits are exact.
+  const pending = new Set<Held>();
+  const reading = new Set<number>();
+  let reads = 0;
 
   async function list(prefix: Key): Promise<DenoKvEntry[]> {
     const out: DenoKvEntry[] = [];
@@ -204,6 +216,30 @@ export function createDenoKvDriver(options: {
     refOf: (piece: object) => string,
     staged: Set<string>,
   ): Promise<S | undefined> {
+    const read = ++reads;
+    reading.add(read);
+    const mine: Held = { open: 0, bytes: 0, landed: Number.POSITIVE_INFINITY };
+    try {
+      const step = await readRunWrite(key, run, payloads, refOf, staged, read, mine);
+      if (step) mine.landed = reads;
+      return step;
+    } finally {
+      if (mine.landed === Number.POSITIVE_INFINITY) pending.delete(mine);
+      reading.delete(read);
+      const oldest = Math.min(...reading);
+      for (const p of pending) if (p.landed < oldest) pending.delete(p);
+    }
+  }
+
+  async function readRunWrite<S extends Step>(
+    key: SessionKey,
+    run: (view: StepView) => S,
+    payloads: boolean,
+    refOf: (piece: object) => string,
+    staged: Set<string>,
+    read: number,
+    mine: Held,
+  ): Promise<S | undefined> {
     const [device, parts, gauges] = await Promise.all([
       kv.get(deviceKey(key.hardwareId)),
       list([...P, "s", key.hardwareId, key.sessionId]),
@@ -218,8 +254,17 @@ export function createDenoKvDriver(options: {
         ? unpack(stored, await readBlobs(key, meta.refs))
         : meta;
     const deviceOpen = new Map(Object.entries(dev.open));
+    for (const p of pending) {
+      if (p.landed < read) continue; // landed before this read began: the counters have it
+      gauges.openSessions += p.open;
+      gauges.bufferedBytes += p.bytes;
+    }
     const step = run({ record: handed?.record, deviceOpen, gauges });
     const w = step.write;
+    // From `run` on (no await in between), the other steps' runs count this one's changes.
+    mine.open = w?.openDelta ?? 0;
+    mine.bytes = w?.bytesDelta ?? 0;
+    if (mine.open !== 0 || mine.bytes !== 0) pending.add(mine);
     let op = kv
       .atomic()
       .check({ key: deviceKey(key.hardwareId), versionstamp: device.versionstamp });

@@ -4,7 +4,8 @@ import type { Limits } from "../../core/limits.js";
 import type { Clock, SessionStore, StoreStats } from "../../core/ports.js";
 import type { SessionKey } from "../../core/session.js";
 import { createSessionStore } from "../../core/session-engine.js";
-import type { Step, StepView, StoreDriver } from "../../core/store-driver.js";
+import type { Step, StepView, StepWrite, StoreDriver } from "../../core/store-driver.js";
+import type { DenoKv, DenoKvEntry, DenoKvKey } from "./deno-kv-api.js";
 import {
   type Blob,
   concat,
@@ -14,27 +15,6 @@ import {
   pack,
   unpack,
 } from "./deno-kv-records.js";
-
-// The part of Deno KV this driver uses, declared here so nothing imports Deno's types or
-// @deno/kv: `Deno.openKv()` on Deno and `openKv()` from @deno/kv on Node both satisfy it.
-export type DenoKvKey = readonly (string | number | bigint | boolean | Uint8Array)[];
-export interface DenoKvEntry {
-  readonly key: DenoKvKey;
-  readonly value: unknown;
-  readonly versionstamp: string | null;
-}
-export interface DenoKvAtomic {
-  check(...checks: { key: DenoKvKey; versionstamp: string | null }[]): DenoKvAtomic;
-  set(key: DenoKvKey, value: unknown, options?: { expireIn?: number }): DenoKvAtomic;
-  delete(key: DenoKvKey): DenoKvAtomic;
-  sum(key: DenoKvKey, n: bigint): DenoKvAtomic;
-  commit(): Promise<{ ok: boolean }>;
-}
-export interface DenoKv {
-  get(key: DenoKvKey): Promise<DenoKvEntry>;
-  list(selector: { prefix: DenoKvKey }): AsyncIterable<DenoKvEntry>;
-  atomic(): DenoKvAtomic;
-}
 
 export interface DenoKvStoreOptions {
   kv: DenoKv;
@@ -57,6 +37,11 @@ interface Held {
   open: number;
   bytes: number;
   landed: number;
+}
+/** New blobs' refs (one per piece for all attempts of a step) and the parts already staged. */
+interface Staging {
+  refOf: (piece: object) => string;
+  staged: Set<string>;
 }
 interface Write {
   key: Key;
@@ -213,15 +198,27 @@ export function createDenoKvDriver(options: {
     key: SessionKey,
     run: (view: StepView) => S,
     payloads: boolean,
-    refOf: (piece: object) => string,
-    staged: Set<string>,
+    blobs: Staging,
   ): Promise<S | undefined> {
     const read = ++reads;
     reading.add(read);
     const mine: Held = { open: 0, bytes: 0, landed: Number.POSITIVE_INFINITY };
     try {
-      const step = await readRunWrite(key, run, payloads, refOf, staged, read, mine);
-      if (step) mine.landed = reads;
+      const seen = await readStep(key, payloads);
+      const { gauges } = seen;
+      for (const p of pending) {
+        if (p.landed < read) continue; // landed before this read began: the counters have it
+        gauges.openSessions += p.open;
+        gauges.bufferedBytes += p.bytes;
+      }
+      const deviceOpen = new Map(Object.entries(seen.dev.open));
+      const step = run({ record: seen.handed?.record, deviceOpen, gauges });
+      // From `run` on (no await in between), the other steps' runs count this one's changes.
+      mine.open = step.write?.openDelta ?? 0;
+      mine.bytes = step.write?.bytesDelta ?? 0;
+      if (mine.open !== 0 || mine.bytes !== 0) pending.add(mine);
+      if (!(await writeStep(key, step.write, seen, blobs))) return undefined;
+      mine.landed = reads;
       return step;
     } finally {
       if (mine.landed === Number.POSITIVE_INFINITY) pending.delete(mine);
@@ -231,15 +228,8 @@ export function createDenoKvDriver(options: {
     }
   }
 
-  async function readRunWrite<S extends Step>(
-    key: SessionKey,
-    run: (view: StepView) => S,
-    payloads: boolean,
-    refOf: (piece: object) => string,
-    staged: Set<string>,
-    read: number,
-    mine: Held,
-  ): Promise<S | undefined> {
+  /** The device, the record (a COMMIT's with its blobs) and the gauges, read at once. */
+  async function readStep(key: SessionKey, payloads: boolean) {
     const [device, parts, gauges] = await Promise.all([
       kv.get(deviceKey(key.hardwareId)),
       list([...P, "s", key.hardwareId, key.sessionId]),
@@ -253,33 +243,41 @@ export function createDenoKvDriver(options: {
       stored && payloads && meta?.refs.length
         ? unpack(stored, await readBlobs(key, meta.refs))
         : meta;
-    const deviceOpen = new Map(Object.entries(dev.open));
-    for (const p of pending) {
-      if (p.landed < read) continue; // landed before this read began: the counters have it
-      gauges.openSessions += p.open;
-      gauges.bufferedBytes += p.bytes;
-    }
-    const step = run({ record: handed?.record, deviceOpen, gauges });
-    const w = step.write;
-    // From `run` on (no await in between), the other steps' runs count this one's changes.
-    mine.open = w?.openDelta ?? 0;
-    mine.bytes = w?.bytesDelta ?? 0;
-    if (mine.open !== 0 || mine.bytes !== 0) pending.add(mine);
-    let op = kv
-      .atomic()
-      .check({ key: deviceKey(key.hardwareId), versionstamp: device.versionstamp });
+    return {
+      versionstamp: device.versionstamp,
+      dev,
+      parts: parts.length,
+      stored,
+      meta,
+      handed,
+      gauges,
+    };
+  }
+
+  /** The step's write, checked against the device read: false when another process wrote it. */
+  async function writeStep(
+    key: SessionKey,
+    w: StepWrite | undefined,
+    seen: Awaited<ReturnType<typeof readStep>>,
+    staging: Staging,
+  ): Promise<boolean> {
+    const { dev, stored } = seen;
+    let op = kv.atomic().check({ key: deviceKey(key.hardwareId), versionstamp: seen.versionstamp });
     if (!w) {
       // Listed as due, but its record is gone (Deno KV reclaimed it): drop the due entry.
       if (!stored) await op.delete(dueKey(key)).commit();
-      return step;
+      return true;
     }
     const now = Date.now();
     const keep = Math.ceil(w.keepMs) + SAFETY_MS;
     const writes: Write[] = [];
-    const set = (k: Key, value: unknown, expireIn = keep) =>
+    const set = (k: Key, value: unknown, expireIn = keep) => {
       writes.push({ key: k, value, expireIn });
-    const del = (k: Key) => writes.push({ key: k });
-    const next = w.record && pack(w.record, handed?.known ?? new Map(), refOf);
+    };
+    const del = (k: Key) => {
+      writes.push({ key: k });
+    };
+    const next = w.record && pack(w.record, seen.handed?.known ?? new Map(), staging.refOf);
     const open = { ...dev.open };
     delete open[key.sessionId];
     if (w.record?.state === "open") open[key.sessionId] = w.dueAt;
@@ -287,7 +285,7 @@ export function createDenoKvDriver(options: {
     set(deviceKey(key.hardwareId), { open, until } satisfies Device, until - now);
     const encoded = next ? encodeParts(next.stored) : [];
     for (const [i, part] of encoded.entries()) set(recordKey(key, i), part);
-    for (let i = encoded.length; i < parts.length; i++) del(recordKey(key, i));
+    for (let i = encoded.length; i < seen.parts; i++) del(recordKey(key, i));
     if (next) set(dueKey(key), w.dueAt);
     else del(dueKey(key));
     if (w.record && w.record.state !== "open") {
@@ -320,18 +318,18 @@ export function createDenoKvDriver(options: {
     const inline = budget + blobs.reduce((n, x) => n + size(x), 0) <= MAX_ATOMIC_BYTES;
     if (inline && writes.length + blobs.length + 2 <= MAX_MUTATIONS) writes.push(...blobs);
     else {
-      await batches(blobs.filter((b) => !staged.has(JSON.stringify(b.key))));
-      for (const b of blobs) staged.add(JSON.stringify(b.key));
+      await batches(blobs.filter((b) => !staging.staged.has(JSON.stringify(b.key))));
+      for (const b of blobs) staging.staged.add(JSON.stringify(b.key));
     }
     for (const x of writes) {
       op = x.expireIn ? op.set(x.key, x.value, { expireIn: x.expireIn }) : op.delete(x.key);
     }
-    if (!(await op.commit()).ok) return undefined;
+    if (!(await op.commit()).ok) return false;
     const kept = new Set(next?.refs.map((r) => r.ref));
-    const dropped = (meta?.refs ?? []).filter((r) => !kept.has(r.ref));
+    const dropped = (seen.meta?.refs ?? []).filter((r) => !kept.has(r.ref));
     const gone = dropped.flatMap((r) => blobKeys(key, r.ref, r.bytes).map((k) => ({ key: k })));
     if (gone.length > 0) background(batches(gone));
-    return step;
+    return true;
   }
 
   /** A new tombstone: the device's first sealed beyond `max` are forgotten in the same write. */
@@ -356,11 +354,11 @@ export function createDenoKvDriver(options: {
         refs.set(piece, ref);
         return ref;
       };
-      const staged = new Set<string>();
+      const staging: Staging = { refOf, staged: new Set() };
       return serial(key.hardwareId, async () => {
         for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
           try {
-            const landed = await attempt(key, run, payloads, refOf, staged);
+            const landed = await attempt(key, run, payloads, staging);
             if (landed) return landed;
           } catch (err) {
             throw err instanceof ConnectError ? err : storeUnavailable(err);
@@ -415,6 +413,8 @@ export function createDenoKvDriver(options: {
     },
   };
 }
+
+export type { DenoKv } from "./deno-kv-api.js";
 
 /** The session engine over Deno KV (PTT_STORE=deno-kv); the caller closes `kv`. */
 export function createDenoKvStore(options: DenoKvStoreOptions): SessionStore {

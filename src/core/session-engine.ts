@@ -46,7 +46,7 @@ interface EngineStep<T> extends Step {
 }
 
 /**
- * The one implementation of a store's rules (CONTRACT §3, §5) over a StoreDriver: collect,
+ * The one implementation of a store's rules (docs/protocol.md §3, §5) over a StoreDriver: collect,
  * commit, cancel, expiry at the deadline from `clock.now()` (never from when it is noticed),
  * tombstones, the open-session limits and the byte budget. Every method is one driver step
  * on one session (store-driver.ts); the sweeper (one timer, set for the earliest due time

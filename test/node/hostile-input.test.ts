@@ -326,7 +326,7 @@ describe("hostile input (issue 11)", () => {
       expect(r.code, JSON.stringify(hw)).toBe(3);
       expect(r.message).toContain("hardware_id");
     }
-    // ASCII spaces are still trimmed, as CONTRACT §2 says.
+    // ASCII spaces are still trimmed, as docs/protocol.md §2 says.
     expect(
       (await streamAudio(client, collect(" dev-ascii-trim ", newSession(), 1, "x"))).code,
     ).toBeUndefined();

@@ -210,9 +210,13 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
         ),
       );
     }
-    // A copy: collectChunk reassigns fields (its arrays are replaced, never edited), so the
-    // view's record, maybe the driver's live one, stays as it was.
-    const session: OpenSession = record ? copyOpen(record) : openSession(key, s.now);
+    const bytesBefore = record ? bufferedBytes(record) : 0;
+    // collectChunk reassigns fields (its arrays are replaced, never edited) once every check
+    // has passed: a record the driver gives away (view.owned) is changed in place, any other
+    // is copied first so that it stays as it was (it may be the driver's live one).
+    let session: OpenSession;
+    if (!record) session = openSession(key, s.now);
+    else session = view.owned === true ? record : copyOpen(record);
     let outcome: CollectResult["outcome"];
     try {
       outcome = collectChunk(session, chunk, limits, s.now);
@@ -220,7 +224,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
       return refuse(s, err as ConnectError);
     }
     if (!record) s.openDelta += 1;
-    s.bytesDelta += bufferedBytes(session) - (record ? bufferedBytes(record) : 0);
+    s.bytesDelta += bufferedBytes(session) - bytesBefore;
     putOpen(s, session);
     return answer(s, { outcome, lastSeq: session.lastSeq, created: !record });
   }

@@ -233,17 +233,29 @@ export function collectChunk(
     );
   }
   const next = placeChunk(session, chunk, mode, staleText, limits);
-  Object.assign(session, next, {
-    mode,
-    touchedAt: now,
-    chunks: session.chunks + 1,
-    lastSeq: Math.max(session.lastSeq, chunk.seq),
+  // Field by field (no Object.assign of a temporary): this runs on every COLLECT.
+  session.text = next.text;
+  session.textAt = next.textAt;
+  session.parts = next.parts;
+  session.textBytes = next.textBytes;
+  session.audio = next.audio;
+  session.audioBytes = next.audioBytes;
+  session.screenshot = next.screenshot;
+  session.screenshotBytes = next.screenshotBytes;
+  session.mode = mode;
+  session.touchedAt = now;
+  session.chunks += 1;
+  if (chunk.seq > 0) {
     // A new array, as every field here: a caller may pass a shallow copy of a stored record.
-    seqs: chunk.seq > 0 ? [...session.seqs, chunk.seq] : session.seqs,
-  });
+    const seqs = session.seqs.slice();
+    seqs.push(chunk.seq);
+    session.seqs = seqs;
+    if (chunk.seq > session.lastSeq) session.lastSeq = chunk.seq;
+  }
   return "accepted";
 }
 
+/** What placeChunk computes; collectChunk copies it field by field, so a new field goes there too. */
 type Placement = Pick<
   OpenSession,
   | "text"

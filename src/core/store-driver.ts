@@ -22,7 +22,7 @@ import type { SessionKey, SessionRecord } from "./session.js";
  *   run a device's steps one at a time (memory, a Durable Object: read, run and write with
  *   no await in between).
  * - `run` never changes the view it is given (the memory driver hands out its live
- *   records), has no side effects, and may be called more than once. A refusal is an
+ *   records) unless the view is `owned`, has no side effects, and may be called more than once. A refusal is an
  *   answer too: a step that refuses may still write (a session it found expired is sealed).
  * - The gauges are read without a check (a hot key otherwise): across instances the
  *   instance-wide limits may be passed by what concurrent admissions add. Within one
@@ -66,10 +66,19 @@ export interface StoreDriver {
 export interface StepView {
   /** The session's record (open or a tombstone); undefined when none is stored. */
   readonly record: SessionRecord | undefined;
-  /** The device's open sessions: session id → deadline (the dueAt they were written with). */
-  readonly deviceOpen: ReadonlyMap<string, number>;
+  /**
+   * The device's open sessions: (session id, deadline: the dueAt they were written with)
+   * pairs; a Map will do.
+   */
+  readonly deviceOpen: Iterable<readonly [string, number]>;
   /** Instance-wide gauges as of this read. */
   readonly gauges: Readonly<StoreStats>;
+  /**
+   * true: `record` is the driver's to give away, and `run` may change an open record in place
+   * (only once every check has passed, so a refusal leaves it as it was): the step is sure to
+   * land and is never run again (the memory driver without a journal: no copy per COLLECT).
+   */
+  readonly owned?: boolean | undefined;
 }
 
 /** What `run` decided to store; the engine keeps its answer in the same object. */

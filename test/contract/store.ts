@@ -720,6 +720,26 @@ export function testStore(name: string, makeStore: MakeStore): void {
         });
       });
 
+      it("per device: the count follows sessions sealed and opened again (3 → 1 → 3)", async () => {
+        const { store } = await setup({ maxOpenSessionsPerDevice: 3 });
+        const hw = newDevice();
+        const keys = [newKey(hw), newKey(hw), newKey(hw)];
+        for (const key of keys) await store.collect(key, chunk(1, "open"));
+        await store.cancel(keys[0] as SessionKey);
+        await store.cancel(keys[2] as SessionKey);
+        // One left open: two more fit, a third does not; the one left keeps collecting.
+        for (const key of [newKey(hw), newKey(hw)]) {
+          expect((await store.collect(key, chunk(1, "again"))).created).toBe(true);
+        }
+        await expectRefused(
+          store.collect(newKey(hw), chunk(1, "one too many")),
+          Code.ResourceExhausted,
+          /^max_open_sessions_per_device: /,
+        );
+        expect((await store.collect(keys[1] as SessionKey, chunk(2, "more"))).created).toBe(false);
+        expect((await store.stats()).openSessions).toBe(3);
+      });
+
       it("per instance: RESOURCE_EXHAUSTED naming the limit; the refused chunk leaves nothing", async () => {
         const { store } = await setup({
           maxOpenSessionsPerDevice: 3,

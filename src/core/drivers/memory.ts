@@ -28,13 +28,59 @@ export interface MemoryDriverOptions {
   journal?: RecordJournal | undefined;
 }
 
-interface Device {
-  open: Map<string, number>;
+/**
+ * A device's open sessions (id → deadline, the StepView's `deviceOpen`) and its tombstones. A
+ * device mostly holds one session at a time, kept in two fields: a Map per device was the
+ * largest part of an idle held session's memory.
+ */
+class Device implements Iterable<readonly [string, number]> {
+  /** The device's only open session, while it has exactly one. */
+  oneId: string | undefined = undefined;
+  oneDue = 0;
+  /** Two or more open sessions. */
+  many: Map<string, number> | undefined = undefined;
   /** Its tombstones' keys, in the order they were sealed (made with the first one). */
-  sealed?: Set<string>;
+  sealed: Set<string> | undefined = undefined;
+
+  setOpen(id: string, dueAt: number): void {
+    if (this.many) this.many.set(id, dueAt);
+    else if (this.oneId === undefined || this.oneId === id) {
+      this.oneId = id;
+      this.oneDue = dueAt;
+    } else {
+      this.many = new Map([
+        [this.oneId, this.oneDue],
+        [id, dueAt],
+      ]);
+      this.oneId = undefined;
+    }
+  }
+
+  deleteOpen(id: string): void {
+    if (!this.many) {
+      if (this.oneId === id) this.oneId = undefined;
+      return;
+    }
+    this.many.delete(id);
+    if (this.many.size > 1) return;
+    for (const [only, dueAt] of this.many) {
+      this.oneId = only;
+      this.oneDue = dueAt;
+    }
+    this.many = undefined;
+  }
+
+  isEmpty(): boolean {
+    return this.oneId === undefined && this.many === undefined && !this.sealed?.size;
+  }
+
+  *[Symbol.iterator](): Iterator<readonly [string, number]> {
+    if (this.many) yield* this.many;
+    else if (this.oneId !== undefined) yield [this.oneId, this.oneDue];
+  }
 }
 
-const NONE: ReadonlyMap<string, number> = new Map();
+const NONE: Iterable<readonly [string, number]> = [];
 
 /**
  * Records in Maps. A step reads, runs and writes with no await in between, so it is
@@ -42,6 +88,7 @@ const NONE: ReadonlyMap<string, number> = new Map();
  */
 export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriver {
   const { journal } = options;
+  const owned = journal === undefined;
   const maxTotal = options.maxTombstones ?? Number.POSITIVE_INFINITY;
   const slots = new Map<string, JournalEntry>();
   const devices = new Map<string, Device>();
@@ -54,9 +101,9 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     sealed.delete(k);
     const device = devices.get(record.hardwareId);
     if (!device) return;
-    device.open.delete(record.sessionId);
+    device.deleteOpen(record.sessionId);
     device.sealed?.delete(k);
-    if (device.open.size === 0 && !device.sealed?.size) devices.delete(record.hardwareId);
+    if (device.isEmpty()) devices.delete(record.hardwareId);
   }
 
   /** Tombstones past the bounds: the record goes (its journal delete may fail: load forgets it). */
@@ -76,11 +123,11 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     slots.set(k, slot);
     let device = devices.get(record.hardwareId);
     if (!device) {
-      device = { open: new Map() };
+      device = new Device();
       devices.set(record.hardwareId, device);
     }
     if (record.state === "open") {
-      device.open.set(record.sessionId, slot.dueAt);
+      device.setOpen(record.sessionId, slot.dueAt);
       return;
     }
     device.sealed ??= new Set();
@@ -111,7 +158,7 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
       // The common COLLECT: same session, still open; its indexes only move its deadline.
       slot.record = record;
       slot.dueAt = write.dueAt;
-      device.open.set(record.sessionId, write.dueAt);
+      device.setOpen(record.sessionId, write.dueAt);
       return;
     }
     if (slot) remove(k, slot.record);
@@ -134,7 +181,9 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
       const k = keyOf(key.hardwareId, key.sessionId);
       const slot = slots.get(k);
       const device = devices.get(key.hardwareId);
-      const step = run({ record: slot?.record, deviceOpen: device?.open ?? NONE, gauges });
+      // Without a journal nothing can refuse the write once `run` returns: the record is the
+      // step's to change in place (with one, a failed put must leave memory as it was).
+      const step = run({ record: slot?.record, deviceOpen: device ?? NONE, gauges, owned });
       if (step.write) apply(k, step.write, slot, device);
       return step;
     },

@@ -19,7 +19,7 @@ import {
   type Tombstone,
 } from "./session.js";
 import { collectOnSealed, commitOnSealed } from "./session-errors.js";
-import type { Step, StepView, StoreDriver } from "./store-driver.js";
+import type { Step, StepView, StepWrite, StoreDriver } from "./store-driver.js";
 import { utf8Length } from "./text-merge.js";
 
 export interface SessionEngineOptions {
@@ -34,11 +34,13 @@ export interface SessionEngineOptions {
 
 const SWEEP_RETRY_MS = 5_000;
 
-/** One step as the engine builds it: the driver's Step plus the answer, kept alongside. */
-interface EngineStep<T> extends Step {
+/**
+ * One step as the engine builds it: the driver's Step plus the answer, kept alongside. It is
+ * its own StepWrite (one object per step, not two): `write` is set to the step itself by
+ * `put`, which every step calls after its last change to the gauge deltas.
+ */
+interface EngineStep<T> extends Step, StepWrite {
   now: number;
-  openDelta: number;
-  bytesDelta: number;
   /** Sessions this step found past their deadline (0 or 1). */
   expired: number;
   value?: T;
@@ -87,19 +89,27 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
   }
 
   function begin<T>(): EngineStep<T> {
-    return { now: clock.now(), write: undefined, openDelta: 0, bytesDelta: 0, expired: 0 };
+    return {
+      now: clock.now(),
+      write: undefined,
+      record: null,
+      dueAt: 0,
+      keepMs: 0,
+      openDelta: 0,
+      bytesDelta: 0,
+      maxTombstones: limits.maxTombstonesPerDevice,
+      expired: 0,
+      value: undefined,
+      refusal: undefined,
+    };
   }
 
-  /** The step's one write; the gauge changes summed so far go with it. */
+  /** The step's one write; the gauge changes summed so far go with it (no change follows). */
   function put<T>(s: EngineStep<T>, record: SessionRecord | null, dueAt: number, until: number) {
-    s.write = {
-      record,
-      dueAt,
-      keepMs: Math.max(1, until - s.now),
-      openDelta: s.openDelta,
-      bytesDelta: s.bytesDelta,
-      maxTombstones: limits.maxTombstonesPerDevice,
-    };
+    s.record = record;
+    s.dueAt = dueAt;
+    s.keepMs = Math.max(1, until - s.now);
+    s.write = s;
   }
 
   function putOpen<T>(s: EngineStep<T>, session: OpenSession): void {
@@ -289,7 +299,9 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
 
   return {
     async collect(key: SessionKey, chunk: Chunk): Promise<CollectResult> {
-      const s = await driver.step(key, (view) => collectStep(key, chunk, view));
+      const run = (view: StepView) => collectStep(key, chunk, view);
+      // A driver that never waits (memory) saves a promise and a turn of the microtask queue.
+      const s = driver.stepNow ? driver.stepNow(key, run) : await driver.step(key, run);
       if (!s.refusal || !roomRefusals.has(s.refusal)) return settle(s);
       landed(s);
       // Sessions past their deadline give their room back; then decide again, once.
@@ -300,11 +312,12 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     async commit(key: SessionKey, pieces: Chunk[], turnId: string): Promise<CommittedTurn> {
       // The one step whose `run` reads the hold's audio and screenshot (store-driver.ts).
       const run = (view: StepView) => commitStep(key, pieces, turnId, view);
-      return settle(await driver.step(key, run, true));
+      return settle(driver.stepNow ? driver.stepNow(key, run) : await driver.step(key, run, true));
     },
 
     async cancel(key: SessionKey): Promise<CancelResult> {
-      return settle(await driver.step(key, (view) => cancelStep(key, view)));
+      const run = (view: StepView) => cancelStep(key, view);
+      return settle(driver.stepNow ? driver.stepNow(key, run) : await driver.step(key, run));
     },
 
     sweep: sweepNow,

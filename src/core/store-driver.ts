@@ -53,6 +53,12 @@ export interface StoreDriver {
    * Drivers that keep whole records ignore it.
    */
   step<S extends Step>(key: SessionKey, run: (view: StepView) => S, payloads?: boolean): Promise<S>;
+  /**
+   * `step` without the promise, for a driver whose steps never wait (memory, which keeps
+   * whole records: `payloads` does not apply): the engine calls it instead on every
+   * COLLECT, COMMIT and CANCEL. Throws what `step` rejects with.
+   */
+  stepNow?<S extends Step>(key: SessionKey, run: (view: StepView) => S): S;
   /** Sessions whose dueAt has passed (to sweep), and the earliest dueAt of the others. */
   due(now: number): Promise<{ keys: SessionKey[]; next: number }>;
   /** Instance-wide gauges: open sessions and the bytes they buffer. */

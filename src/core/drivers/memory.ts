@@ -3,7 +3,7 @@ import type { Limits } from "../limits.js";
 import type { Clock, SessionStore, StoreStats } from "../ports.js";
 import { bufferedBytes, type SessionKey, type SessionRecord } from "../session.js";
 import { createSessionStore } from "../session-engine.js";
-import type { StepWrite, StoreDriver } from "../store-driver.js";
+import type { Step, StepView, StepWrite, StoreDriver } from "../store-driver.js";
 
 /** A record and when the engine wants to see it again (store-driver.ts). */
 export interface JournalEntry {
@@ -29,54 +29,51 @@ export interface MemoryDriverOptions {
 }
 
 /**
- * A device's open sessions (id → deadline, the StepView's `deviceOpen`) and its tombstones. A
- * device mostly holds one session at a time, kept in two fields: a Map per device was the
- * largest part of an idle held session's memory.
+ * A device's open sessions (the StepView's `deviceOpen`: each slot's session id and dueAt, read
+ * through the slot, so a COLLECT that moves a deadline leaves the device alone) and its
+ * tombstones. A device mostly holds one session at a time, kept in a field: a Map per device
+ * was the largest part of an idle held session's memory.
  */
 class Device implements Iterable<readonly [string, number]> {
   /** The device's only open session, while it has exactly one. */
-  oneId: string | undefined = undefined;
-  oneDue = 0;
-  /** Two or more open sessions. */
-  many: Map<string, number> | undefined = undefined;
+  one: JournalEntry | undefined = undefined;
+  /** Two or more open sessions, by session id. */
+  many: Map<string, JournalEntry> | undefined = undefined;
   /** Its tombstones' keys, in the order they were sealed (made with the first one). */
   sealed: Set<string> | undefined = undefined;
 
-  setOpen(id: string, dueAt: number): void {
-    if (this.many) this.many.set(id, dueAt);
-    else if (this.oneId === undefined || this.oneId === id) {
-      this.oneId = id;
-      this.oneDue = dueAt;
-    } else {
+  addOpen(slot: JournalEntry): void {
+    const id = slot.record.sessionId;
+    if (this.many) this.many.set(id, slot);
+    else if (this.one === undefined || this.one.record.sessionId === id) this.one = slot;
+    else {
       this.many = new Map([
-        [this.oneId, this.oneDue],
-        [id, dueAt],
+        [this.one.record.sessionId, this.one],
+        [id, slot],
       ]);
-      this.oneId = undefined;
+      this.one = undefined;
     }
   }
 
   deleteOpen(id: string): void {
     if (!this.many) {
-      if (this.oneId === id) this.oneId = undefined;
+      if (this.one?.record.sessionId === id) this.one = undefined;
       return;
     }
     this.many.delete(id);
     if (this.many.size > 1) return;
-    for (const [only, dueAt] of this.many) {
-      this.oneId = only;
-      this.oneDue = dueAt;
-    }
+    for (const only of this.many.values()) this.one = only;
     this.many = undefined;
   }
 
   isEmpty(): boolean {
-    return this.oneId === undefined && this.many === undefined && !this.sealed?.size;
+    return this.one === undefined && this.many === undefined && !this.sealed?.size;
   }
 
   *[Symbol.iterator](): Iterator<readonly [string, number]> {
-    if (this.many) yield* this.many;
-    else if (this.oneId !== undefined) yield [this.oneId, this.oneDue];
+    if (this.many) {
+      for (const [id, slot] of this.many) yield [id, slot.dueAt];
+    } else if (this.one) yield [this.one.record.sessionId, this.one.dueAt];
   }
 }
 
@@ -127,7 +124,7 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
       devices.set(record.hardwareId, device);
     }
     if (record.state === "open") {
-      device.setOpen(record.sessionId, slot.dueAt);
+      device.addOpen(slot);
       return;
     }
     device.sealed ??= new Set();
@@ -138,13 +135,8 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     if (sealed.size > maxTotal) forget(first(sealed));
   }
 
-  /** `slot` and `device`: what the step read for `k` (no second lookup on the COLLECT path). */
-  function apply(
-    k: string,
-    write: StepWrite,
-    slot: JournalEntry | undefined,
-    device: Device | undefined,
-  ): void {
+  /** `slot`: what the step read for `k` (no second lookup on the COLLECT path). */
+  function apply(k: string, write: StepWrite, slot: JournalEntry | undefined): void {
     const { record } = write;
     try {
       if (record) journal?.put(k, { record, dueAt: write.dueAt });
@@ -154,15 +146,45 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     }
     gauges.openSessions += write.openDelta;
     gauges.bufferedBytes += write.bytesDelta;
-    if (slot && device && record?.state === "open" && slot.record.state === "open") {
-      // The common COLLECT: same session, still open; its indexes only move its deadline.
+    if (slot && record?.state === "open" && slot.record.state === "open") {
+      // The common COLLECT: same session, still open; its device reads the deadline here.
       slot.record = record;
       slot.dueAt = write.dueAt;
-      device.setOpen(record.sessionId, write.dueAt);
       return;
     }
     if (slot) remove(k, slot.record);
     if (record) add(k, { record, dueAt: write.dueAt }, write.maxTombstones);
+  }
+
+  /**
+   * The one StepView, refilled by every step (`run` is synchronous and keeps no view): the
+   * device is looked up only if `run` asks (a new session's room). Without a journal nothing
+   * can refuse the write once `run` returns: the record is the step's to change in place
+   * (with one, a failed put must leave memory as it was).
+   */
+  const read = {
+    record: undefined as SessionRecord | undefined,
+    hardwareId: "",
+    gauges,
+    owned,
+    get deviceOpen(): Iterable<readonly [string, number]> {
+      return devices.get(this.hardwareId) ?? NONE;
+    },
+  };
+
+  function stepNow<S extends Step>(key: SessionKey, run: (view: StepView) => S): S {
+    const k = keyOf(key.hardwareId, key.sessionId);
+    const slot = slots.get(k);
+    read.record = slot?.record;
+    read.hardwareId = key.hardwareId;
+    let step: S;
+    try {
+      step = run(read);
+    } finally {
+      read.record = undefined;
+    }
+    if (step.write) apply(k, step.write, slot);
+    return step;
   }
 
   if (journal) {
@@ -177,15 +199,10 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
   }
 
   return {
+    stepNow,
+
     async step(key, run) {
-      const k = keyOf(key.hardwareId, key.sessionId);
-      const slot = slots.get(k);
-      const device = devices.get(key.hardwareId);
-      // Without a journal nothing can refuse the write once `run` returns: the record is the
-      // step's to change in place (with one, a failed put must leave memory as it was).
-      const step = run({ record: slot?.record, deviceOpen: device ?? NONE, gauges, owned });
-      if (step.write) apply(k, step.write, slot, device);
-      return step;
+      return stepNow(key, run);
     },
 
     async due(now) {

@@ -55,6 +55,41 @@ export function createStreamAudio(core: PttCore) {
   };
 }
 
+/** A call that answers with one frame (COLLECT, CANCEL): the frame, then the error, if any. */
+export interface OneFrame {
+  frame: StreamResponse | undefined;
+  error: ConnectError | undefined;
+}
+
+/**
+ * StreamAudio's COLLECT and CANCEL without an async generator (the gRPC fast path's common
+ * call: a generator and its two `next()` promises cost more than the rest of an ack). Resolves
+ * with what the generator would yield and throw, or undefined for a COMMIT, which the caller
+ * runs through `createStreamAudio` (nothing but decoding and validation has run then: both
+ * pure, so running them again there changes nothing).
+ */
+export function createStreamAudioOnce(core: PttCore) {
+  return async function streamAudioOnce(
+    req: StreamRequest,
+    ctx: HandlerContext,
+  ): Promise<OneFrame | undefined> {
+    try {
+      const undecodable = undecodableRequest(req);
+      if (undecodable) throw undecodable;
+      const v = validateStreamRequest(req);
+      if (v.phase === "commit") return undefined;
+      if (core.auth) await authorize(core.auth, ctx.requestHeader, v.key.hardwareId);
+      const frame =
+        v.phase === "collect" ? await collect(core, req, v, ctx) : await cancel(core, req, v);
+      return { frame, error: undefined };
+    } catch (err) {
+      const error = asCallError(err);
+      // As the generator: an error_message frame for old clients, unless the call is gone.
+      return { frame: ctx.signal.aborted ? undefined : errorFrame(error.rawMessage), error };
+    }
+  };
+}
+
 async function collect(
   core: PttCore,
   req: StreamRequest,

@@ -24,6 +24,7 @@ import {
   createGrpcFastPath,
   installStreamHandler,
 } from "../../src/runtimes/node/grpc-fast-path.js";
+import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import { RUNTIME_COMMANDS } from "../support/spawn-runtime.js";
 
 const READ_MAX = 1024;
@@ -406,6 +407,63 @@ describe("gRPC fast path vs connect's gRPC handler", () => {
     expect(a).toEqual(b);
     expect(fast.seen.get("shutdown")?.reason).toEqual(slow.seen.get("shutdown")?.reason);
     expect(fast.seen.get("shutdown")?.reason?.name).toBe("AbortError");
+  });
+});
+
+describe("ptt-edge's StreamAudio: COLLECT and CANCEL without the generator, byte for byte", () => {
+  let fast: NodeServer;
+  let slow: NodeServer;
+  beforeAll(async () => {
+    [fast, slow] = await Promise.all([
+      startNodeServer({ port: 0, grpcFastPath: true }),
+      startNodeServer({ port: 0, grpcFastPath: false }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([fast?.close(0), slow?.close(0)]);
+  });
+
+  function request(init: Parameters<typeof create<typeof StreamRequestSchema>>[1]): RawCall {
+    return { body: frame(toBinary(StreamRequestSchema, create(StreamRequestSchema, init))) };
+  }
+
+  /** The same calls, in order, on each server (each its own store): what clients saw. */
+  async function run(calls: RawCall[]) {
+    const seen: RawResult[][] = [[], []];
+    for (const call of calls) {
+      const [a, b] = await Promise.all([rawCall(fast.url, call), rawCall(slow.url, call)]);
+      seen[0]?.push(a);
+      seen[1]?.push(b);
+    }
+    expect(seen[0]).toEqual(seen[1]);
+    return seen[0] as RawResult[];
+  }
+
+  it("acks, duplicates, refusals, a cancel and a COLLECT after it", async () => {
+    const hardwareId = `one-frame-${crypto.randomUUID()}`;
+    const sessionId = crypto.randomUUID();
+    const collect = (chunkSeq: number, chunkText: string) =>
+      request({ hardwareId, sessionId, chunkSeq, chunkText, phase: RequestPhase.COLLECT });
+    const results = await run([
+      collect(1, "hello"),
+      collect(1, "hello"),
+      request({ hardwareId: "", sessionId, chunkSeq: 2, phase: RequestPhase.COLLECT }),
+      collect(2, "x".repeat(100_000)),
+      request({ hardwareId, sessionId, phase: RequestPhase.CANCEL }),
+      collect(3, "late"),
+      { body: frame(new Uint8Array([0xff, 0xff])) },
+    ]);
+    // What each call was: accepted, duplicate, then errors with their error_message frame.
+    expect(results.map((r) => [r.trailers["grpc-status"], r.trailers["ptt-collect"]])).toEqual([
+      ["0", "accepted"],
+      ["0", "duplicate"],
+      [String(Code.InvalidArgument), undefined],
+      [String(Code.ResourceExhausted), undefined],
+      ["0", undefined],
+      [String(Code.FailedPrecondition), undefined],
+      [String(Code.InvalidArgument), undefined],
+    ]);
+    for (const r of results) expect(r.data.length).toBeGreaterThan(10);
   });
 });
 

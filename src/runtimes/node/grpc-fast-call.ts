@@ -27,7 +27,18 @@ export interface Route {
   spec: MethodImplSpec;
   /** How connect names the kind in "missing input message for <kind> method". */
   kindName: string;
+  /** A server-streaming method's calls of one frame, without its generator (OneFrameImpl). */
+  oneFrame?: OneFrameImpl | undefined;
 }
+
+/**
+ * What a server-streaming method yields and then throws for a call of at most one frame, or
+ * undefined when the call is not one of those (the generator runs it).
+ */
+export type OneFrameImpl = (
+  input: never,
+  ctx: FastHandlerContext,
+) => Promise<{ frame: unknown; error: unknown } | undefined>;
 
 const CALL = Symbol("grpc fast path call");
 type CallStream = http2.ServerHttp2Stream & { [CALL]?: FastCall };
@@ -209,6 +220,15 @@ export class FastCall implements CallTransport {
         const res = await spec.impl(this.input as never, this.ctx);
         await this.send(output, res);
       } else if (spec.kind === "server_streaming") {
+        const one = this.route.oneFrame
+          ? await this.route.oneFrame(this.input as never, this.ctx)
+          : undefined;
+        if (one !== undefined) {
+          // The generator's one yield and its throw, in the same order.
+          if (one.frame !== undefined) await this.send(output, one.frame);
+          this.end(one.error);
+          return;
+        }
         const it = spec.impl(this.input as never, this.ctx)[Symbol.asyncIterator]();
         try {
           for (let r = await it.next(); r.done !== true; r = await it.next()) {

@@ -4,13 +4,16 @@ import { Code, ConnectError, createServiceImplSpec, type ServiceImpl } from "@co
 import { type Compression, compressionNegotiate } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
+import { createStreamAudioOnce } from "../../core/stream-audio.js";
 import { createServiceImpl } from "../../core/streaming-service.js";
 import { StreamingService } from "../../gen/streaming_pb.js";
-import { type CallOptions, FastCall, type Route } from "./grpc-fast-call.js";
+import { type CallOptions, FastCall, type OneFrameImpl, type Route } from "./grpc-fast-call.js";
 
 export interface GrpcFastPathOptions extends CallOptions {
   /** Response compressions, as given to connectNodeAdapter (default gzip, br like it). */
   acceptCompression?: Compression[];
+  /** By method name: its one-frame calls without the generator (grpc-fast-call.ts). */
+  oneFrame?: Record<string, OneFrameImpl>;
 }
 
 /** Takes a stream and returns true, or returns false and leaves it untouched. */
@@ -38,7 +41,8 @@ export function createGrpcFastPath<S extends DescService>(
   for (const m of Object.values(spec.methods)) {
     if (m.kind !== "unary" && m.kind !== "server_streaming") continue;
     const kindName = m.kind === "unary" ? "unary" : "server-streaming";
-    routes.set(`/${service.typeName}/${m.method.name}`, { spec: m, kindName });
+    const oneFrame = m.kind === "server_streaming" ? options.oneFrame?.[m.method.name] : undefined;
+    routes.set(`/${service.typeName}/${m.method.name}`, { spec: m, kindName, oneFrame });
   }
   const accept = options.acceptCompression ?? [compressionGzip, compressionBrotli];
   const negotiate = negotiator(accept);
@@ -110,5 +114,6 @@ export function pttGrpcFastPath(core: PttCore, shutdownSignal: AbortSignal): Str
   return createGrpcFastPath(StreamingService, createServiceImpl(core), {
     readMaxBytes: core.limits.maxRequestBytes,
     shutdownSignal,
+    oneFrame: { StreamAudio: createStreamAudioOnce(core) as OneFrameImpl },
   });
 }

@@ -12,7 +12,12 @@ import {
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
 import type { Workflow } from "../../core/ports.js";
-import { createPttCore, type PttCore, type StoreFactory } from "../../core/ptt-core.js";
+import {
+  createPttCore,
+  type PttCore,
+  type PttCoreOptions,
+  type StoreFactory,
+} from "../../core/ptt-core.js";
 import { createSessionStore } from "../../core/session-engine.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { systemClock } from "../../core/system-clock.js";
@@ -22,6 +27,7 @@ import { createDurableMemory } from "./durable-memory.js";
 import { configOf, type Env, loggerOf } from "./env.js";
 import { lengthPrefixed } from "./frame-stream.js";
 import { createStorageDriver } from "./storage-driver.js";
+import { createStorageJournal } from "./storage-journal.js";
 import { createWorkersAiWorkflow } from "./workers-ai.js";
 
 /**
@@ -69,7 +75,10 @@ export class DeviceObject extends DurableObject<Env> {
         logger,
       });
     }
-    const core = createPttCore({ ...config.core, store, workflow, memory, logger });
+    // Replies are journaled in this object's storage too: a resume survives an eviction.
+    const journal: PttCoreOptions["journal"] = ({ limits }) =>
+      createStorageJournal(kv, clock, limits.maxBufferedBytesPerInstance);
+    const core = createPttCore({ ...config.core, store, workflow, memory, logger, journal });
     this.core = core;
     const local = createStreamingHandlers(core);
     const remote = createDeviceProxy(env.DEVICE, core.auth);

@@ -12,7 +12,7 @@ import { unimplemented } from "./errors.js";
 import { canonicalHardwareId } from "./identifiers.js";
 import type { PttCore } from "./ptt-core.js";
 import { interruptEverywhere } from "./reply-stops.js";
-import { createStreamAudio } from "./stream-audio.js";
+import { createStreamAudio, createStreamAudioOnce, type OneFrame } from "./stream-audio.js";
 
 /**
  * The two calls ptt-edge serves, as plain functions: the Connect router and the
@@ -21,6 +21,14 @@ import { createStreamAudio } from "./stream-audio.js";
  */
 export interface StreamingHandlers {
   streamAudio(req: StreamRequest, ctx: HandlerContext): AsyncIterable<StreamResponse>;
+  /**
+   * streamAudio's calls of one frame (COLLECT, CANCEL) without its generator, or undefined
+   * for the others (stream-audio.ts). Optional: handlers without it run every call through
+   * streamAudio (the Workers runtime's device proxy).
+   */
+  streamAudioOnce?:
+    | ((req: StreamRequest, ctx: HandlerContext) => Promise<OneFrame | undefined>)
+    | undefined;
   interruptSession(
     req: InterruptRequest,
     ctx: HandlerContext,
@@ -30,6 +38,7 @@ export interface StreamingHandlers {
 export function createStreamingHandlers(core: PttCore): StreamingHandlers {
   return {
     streamAudio: createStreamAudio(core),
+    streamAudioOnce: createStreamAudioOnce(core),
     interruptSession: (req, ctx) => interruptSession(core, req, ctx),
   };
 }

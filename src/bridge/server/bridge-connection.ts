@@ -71,6 +71,7 @@ export function createBridgeHandlers(
     core,
     options: opts,
     streamAudio: handlers.streamAudio,
+    streamAudioOnce: handlers.streamAudioOnce,
     interruptSession: handlers.interruptSession,
     hello,
   };
@@ -255,6 +256,22 @@ export class BridgeConnection {
     req: StreamRequest,
     ctx: LazyHandlerContext,
   ): Promise<void> {
+    const one = await this.handlers.streamAudioOnce?.(req, ctx);
+    if (one !== undefined) {
+      // A COLLECT or CANCEL: what the loop below does with the generator's one yield and throw.
+      let sent = false;
+      if (one.frame !== undefined && !this.closed && !ctx.aborted) {
+        const wait = this.writable(ctx);
+        if (wait) await wait;
+        if (!this.closed && !ctx.aborted) {
+          this.send(id, { case: "response", value: one.frame });
+          sent = true;
+        }
+      }
+      if (one.error !== undefined && (sent || one.frame === undefined)) throw one.error;
+      if (ctx.aborted) throw ctx.abortReason;
+      return;
+    }
     // Leaving the loop early (break, throw) returns the generator, so its cleanup runs.
     for await (const response of this.handlers.streamAudio(req, ctx)) {
       if (this.closed || ctx.aborted) break;

@@ -23,6 +23,13 @@ import { checkChunkLimits } from "./session.js";
 export const COLLECT_ACCEPTED = "COLLECT_ACCEPTED";
 export const CANCEL_ACCEPTED = "CANCEL_ACCEPTED";
 
+/**
+ * The two acks, one message each for every call: nothing changes a frame once made, and a
+ * transport may keep their bytes encoded once (the gRPC fast path does).
+ */
+export const COLLECT_ACK_FRAME: StreamResponse = endFrame(COLLECT_ACCEPTED);
+export const CANCEL_ACK_FRAME: StreamResponse = endFrame(CANCEL_ACCEPTED);
+
 /** Tracks whether a reply frame went out: errors after one get no error frame (docs/protocol.md §4). */
 interface CallState {
   replied: boolean;
@@ -115,14 +122,14 @@ async function collect(
   }
   ctx.responseTrailer.set("ptt-collect", result.outcome);
   ctx.responseTrailer.set("ptt-last-seq", String(result.lastSeq));
-  return endFrame(COLLECT_ACCEPTED);
+  return COLLECT_ACK_FRAME;
 }
 
 async function cancel(core: PttCore, req: StreamRequest, v: ValidRequest): Promise<StreamResponse> {
   if (req.resetMemory) await forgetMemory(core, v.key.hardwareId);
   await core.store.cancel(v.key);
   stopEverywhere(core, { kind: "cancel", ...v.key });
-  return endFrame(CANCEL_ACCEPTED);
+  return CANCEL_ACK_FRAME;
 }
 
 async function* commit(

@@ -21,6 +21,8 @@ export interface CallOptions {
   readMaxBytes: number;
   /** Aborts every running call's signal (server shutdown). */
   shutdownSignal: AbortSignal;
+  /** Messages sent again and again (acks), with their bytes: sent without encoding them. */
+  encoded?: ReadonlyMap<unknown, Uint8Array> | undefined;
 }
 
 export interface Route {
@@ -59,6 +61,7 @@ export class FastCall implements CallTransport {
   private readonly ctx: FastHandlerContext;
   private readonly reader: EnvelopeReader;
   private readonly compression: Compression | null;
+  private readonly encoded: ReadonlyMap<unknown, Uint8Array> | undefined;
   private readonly timeoutError: ConnectError | undefined = undefined;
   private input: unknown;
   private hasInput = false;
@@ -75,6 +78,7 @@ export class FastCall implements CallTransport {
     options: CallOptions,
     negotiate: (accepted: string | null) => Compression | null,
   ) {
+    this.encoded = options.encoded;
     const timeoutHeader = headers["grpc-timeout"];
     let timeoutMs: number | undefined;
     if (timeoutHeader !== undefined) {
@@ -250,7 +254,7 @@ export class FastCall implements CallTransport {
     if (this.closed) return;
     let data: Uint8Array;
     try {
-      data = toBinary(desc, create(desc, value as never));
+      data = this.encoded?.get(value) ?? toBinary(desc, create(desc, value as never));
     } catch (e) {
       const m = e instanceof Error ? e.message : String(e);
       throw new ConnectError(`serialize binary: ${m}`, Code.Internal);

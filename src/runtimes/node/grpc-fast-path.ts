@@ -1,12 +1,16 @@
 import type * as http2 from "node:http2";
-import type { DescService } from "@bufbuild/protobuf";
+import { type DescService, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
 import { type Compression, compressionNegotiate } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
-import { createStreamAudioOnce } from "../../core/stream-audio.js";
+import {
+  CANCEL_ACK_FRAME,
+  COLLECT_ACK_FRAME,
+  createStreamAudioOnce,
+} from "../../core/stream-audio.js";
 import { createServiceImpl } from "../../core/streaming-service.js";
-import { StreamingService } from "../../gen/streaming_pb.js";
+import { StreamingService, StreamResponseSchema } from "../../gen/streaming_pb.js";
 import { type CallOptions, FastCall, type OneFrameImpl, type Route } from "./grpc-fast-call.js";
 
 export interface GrpcFastPathOptions extends CallOptions {
@@ -115,5 +119,8 @@ export function pttGrpcFastPath(core: PttCore, shutdownSignal: AbortSignal): Str
     readMaxBytes: core.limits.maxRequestBytes,
     shutdownSignal,
     oneFrame: { StreamAudio: createStreamAudioOnce(core) as OneFrameImpl },
+    encoded: new Map(
+      [COLLECT_ACK_FRAME, CANCEL_ACK_FRAME].map((f) => [f, toBinary(StreamResponseSchema, f)]),
+    ),
   });
 }

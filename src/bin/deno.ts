@@ -4,6 +4,7 @@ import { createDenoKvMemory } from "../core/memory/deno-kv-memory.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../core/memory/turns.js";
 import { systemClock } from "../core/system-clock.js";
 import { createDenoKvStore, type DenoKv } from "../drivers/deno-kv/deno-kv-driver.js";
+import { createDenoKvJournal } from "../drivers/deno-kv/deno-kv-journal.js";
 import { serveDeno } from "../runtimes/deno/serve.js";
 import { start } from "./start.js";
 
@@ -50,6 +51,8 @@ await start(
           bounds: config.core.voice?.memory ?? DEFAULT_MEMORY_BOUNDS,
           clock: systemClock,
         }),
+        // Replies are journaled there too: a resume reaches any process of the database.
+        journal: createDenoKvJournal({ kv }),
       };
     },
     serve: (server, config) => serveDeno(server, { ...config, grpcPort: requireGrpcPort(config) }),

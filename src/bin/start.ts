@@ -18,7 +18,7 @@ export interface ProcessPort {
 export interface Entry {
   runtime: string;
   /** The session store of `config.store` (and what lives beside it), beyond memory. */
-  openStore?(config: ServerConfig): Promise<Pick<PttCoreOptions, "store" | "memory">>;
+  openStore?(config: ServerConfig): Promise<Pick<PttCoreOptions, "store" | "memory" | "journal">>;
   serve(server: PttServer, config: ServerConfig): Promise<{ url: string; grpcUrl?: string }>;
 }
 

@@ -16,6 +16,7 @@ export interface DenoKvAtomic {
 }
 export interface DenoKv {
   get(key: DenoKvKey): Promise<DenoKvEntry>;
-  list(selector: { prefix: DenoKvKey }): AsyncIterable<DenoKvEntry>;
+  /** `start`: from this key on (within `prefix`), as Deno's list selector. */
+  list(selector: { prefix: DenoKvKey; start?: DenoKvKey }): AsyncIterable<DenoKvEntry>;
   atomic(): DenoKvAtomic;
 }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientFor } from "../contract/calls.js";
+import { clientFor, commit, newDevice, newSession, streamAudio } from "../contract/calls.js";
 import { contractSuite } from "../contract/suite.js";
 import { type Target, TEST_ECHO_DELAY_MS, TEST_LIMITS } from "../contract/target.js";
 import { expectHoldSurvivesRestart } from "../support/restart-hold.js";
@@ -68,4 +68,53 @@ describe("deno with the Deno KV store: a hold survives a restart", () => {
       },
     });
   }, 120_000);
+});
+
+describe("deno with the Deno KV store: a reply is resumed after a restart", () => {
+  let dir: string | undefined;
+  let rt: SpawnedRuntime | undefined;
+  afterAll(async () => {
+    await rt?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("COMMIT to its end, stop Deno, start it again, resume from 2: the rest from KV, same turn id, no workflow run", async () => {
+    const kvDir = await mkdtemp(join(tmpdir(), "ptt-deno-kv-resume-"));
+    dir = kvDir;
+    const first = await startDeno(kvDir);
+    rt = first;
+    const hw = newDevice("kv-resume");
+    const sid = newSession();
+    const prompt = "One. Two. Three. Four. Five.";
+    const whole = await streamAudio(
+      clientFor(connectTarget(first, "deno+kv/before")),
+      commit(hw, sid, { prompt }),
+    );
+    expect(whole.code).toBeUndefined();
+    expect(whole.frames.length).toBeGreaterThan(3);
+    const turnId = whole.headers.get("ptt-turn-id");
+    expect(turnId).toMatch(/^[0-9a-f-]{36}$/);
+    // Its end by "close" (stdio done too): stop()'s "exit" did not arrive here after a reply.
+    const code = await new Promise<number | null>((done) => {
+      first.process.on("close", (c) => done(c));
+      first.process.kill("SIGTERM");
+    });
+    expect(code).toBe(0);
+
+    const second = await startDeno(kvDir);
+    rt = second;
+    const r = await streamAudio(
+      clientFor(connectTarget(second, "deno+kv/after")),
+      commit(hw, sid),
+      {
+        headers: { "ptt-resume-from": "2" },
+      },
+    );
+    expect(r.code).toBeUndefined();
+    expect(r.headers.get("ptt-turn-id")).toBe(turnId);
+    expect(r.frames).toEqual(whole.frames.slice(2));
+    // The restarted process replayed from KV: it started no workflow.
+    const metrics = await (await fetch(new URL("/metrics", second.url))).text();
+    expect(metrics).toMatch(/^ptt_workflow_runs_total 0$/m);
+  }, 60_000);
 });

@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import { createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createJsonLogger } from "../../src/core/json-logger.js";
@@ -295,7 +295,7 @@ describe("node: health, readiness and metrics (docs/protocol.md §7)", () => {
 
     // A second COMMIT of the same session is counted, not replied to.
     const again = await streamAudio(client, commit(hw, sid));
-    expect(again.code).toBeDefined();
+    expect(again.code).toBe(Code.AlreadyExists);
     const m4 = await scrape();
     expect(sampleValue(m4, "ptt_commits_total", { outcome: "ok" })).toBe(
       sampleValue(m3, "ptt_commits_total", { outcome: "ok" }),

@@ -1,4 +1,5 @@
 import { create, isMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { concatBytes } from "../../core/bytes.js";
 import { ServerFrameSchema } from "../../gen/bridge_pb.js";
 import { StreamResponseSchema } from "../../gen/streaming_pb.js";
 
@@ -28,9 +29,9 @@ export function encodeServerFrame(callId: number, body: ServerBody): Uint8Array 
     if (end.code) parts.push(field(1, utf8.encode(end.code)));
     if (end.message) parts.push(field(2, utf8.encode(end.message)));
     for (const [k, v] of Object.entries(end.metadata ?? {})) {
-      parts.push(field(3, concat([field(1, utf8.encode(k)), field(2, utf8.encode(v))])));
+      parts.push(field(3, concatBytes([field(1, utf8.encode(k)), field(2, utf8.encode(v))])));
     }
-    return frame(callId, 4, concat(parts));
+    return frame(callId, 4, concatBytes(parts));
   }
   return toBinary(ServerFrameSchema, create(ServerFrameSchema, { callId, body }));
 }
@@ -57,18 +58,6 @@ function field(fieldNo: number, bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(head.length + bytes.byteLength);
   out.set(head, 0);
   out.set(bytes, head.length);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
   return out;
 }
 

@@ -1,3 +1,4 @@
+import { concatBytes } from "../bytes.js";
 import { invalidArgument } from "../errors.js";
 import type { AudioPiece } from "../session.js";
 
@@ -36,7 +37,7 @@ export function joinAudio(pieces: readonly AudioPiece[]): AudioFile {
     }
   }
   if (family !== "pcm") {
-    return { data: concat(pieces.map((p) => p.data)), ...CONTAINERS[family] };
+    return { data: concatBytes(pieces.map((p) => p.data)), ...CONTAINERS[family] };
   }
   const parts = pieces.map(pcmOf);
   const format = parts[0] as Pcm;
@@ -49,7 +50,7 @@ export function joinAudio(pieces: readonly AudioPiece[]): AudioFile {
     }
   }
   return {
-    data: wav(concat(parts.map((p) => p.data)), format.sampleRate, format.channels),
+    data: wav(concatBytes(parts.map((p) => p.data)), format.sampleRate, format.channels),
     filename: "audio.wav",
     mimeType: "audio/wav",
   };
@@ -115,18 +116,6 @@ function isWav(d: Uint8Array): boolean {
 
 function ascii(d: Uint8Array, at: number, n: number): string {
   return String.fromCharCode(...d.subarray(at, at + n));
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.byteLength;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** A canonical 44-byte header (16-bit PCM) before the samples. */

@@ -1,4 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
+import { concatBytes } from "../../core/bytes.js";
 import { resourceExhausted, storeUnavailable, unavailable } from "../../core/errors.js";
 import type { Limits } from "../../core/limits.js";
 import type { Clock, SessionStore, StoreStats } from "../../core/ports.js";
@@ -8,7 +9,6 @@ import type { Step, StepView, StepWrite, StoreDriver } from "../../core/store-dr
 import type { DenoKv, DenoKvEntry, DenoKvKey } from "./deno-kv-api.js";
 import {
   type Blob,
-  concat,
   decodeParts,
   encodeParts,
   PART_BYTES,
@@ -154,7 +154,7 @@ export function createDenoKvDriver(options: {
     }
     const blobs = new Map<string, Uint8Array>();
     for (const r of refs) {
-      const data = concat(parts.get(r.ref) ?? []);
+      const data = concatBytes(parts.get(r.ref) ?? []);
       if (data.length !== r.bytes) {
         throw unavailable(
           `session store: session ${key.sessionId} lost part of its audio or screenshot`,

@@ -1,3 +1,4 @@
+import { concatBytes } from "../../core/bytes.js";
 import { resourceExhausted } from "../../core/errors.js";
 import type { JournalEnd, JournalEntry, JournalHead, ReplyJournal } from "../../core/ports.js";
 import type { SessionKey } from "../../core/session.js";
@@ -114,7 +115,7 @@ export function createDenoKvJournal(options: DenoKvJournalOptions): ReplyJournal
           let pieces: Uint8Array[] = [];
           const flush = function* () {
             if (index !== next) return;
-            yield { kind: "frame" as const, index, bytes: concatParts(pieces) };
+            yield { kind: "frame" as const, index, bytes: concatBytes(pieces) };
             next++;
           };
           const start = [...framesOf(key), next];
@@ -144,17 +145,6 @@ export function createDenoKvJournal(options: DenoKvJournalOptions): ReplyJournal
     },
     async close() {},
   };
-}
-
-function concatParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

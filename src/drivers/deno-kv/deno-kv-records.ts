@@ -1,3 +1,4 @@
+import { concatBytes } from "../../core/bytes.js";
 import type {
   AudioPart,
   AudioPiece,
@@ -59,7 +60,7 @@ export function encodeParts(record: StoredRecord): Uint8Array[] {
 export function decodeParts(parts: unknown[]): StoredRecord | undefined {
   if (parts.length === 0 || !parts.every((p) => p instanceof Uint8Array)) return undefined;
   try {
-    return JSON.parse(decoder.decode(concat(parts as Uint8Array[]))) as StoredRecord;
+    return JSON.parse(decoder.decode(concatBytes(parts as Uint8Array[]))) as StoredRecord;
   } catch {
     return undefined;
   }
@@ -121,14 +122,4 @@ export function pack(
   }
   const refs = [...audio, ...(screenshot ? [screenshot] : [])];
   return { stored: { ...record, audio, screenshot }, blobs, refs };
-}
-
-export function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -121,10 +121,12 @@ export function createStorageJournal(
       if (!opened) return;
       let next = from;
       for (;;) {
+        // Read again after every page: the writer runs while this reader's frames are written
+        // out, and may have appended or ended meanwhile.
         const head = heads.get(name);
         // Dropped (expired) or opened again by a new reply: this one is gone.
         if (!head || head.turnId !== opened.turnId) return;
-        while (next < head.frames) {
+        if (next < head.frames) {
           const page = kv.list<Uint8Array>({
             start: frameKey(name, next),
             prefix: `${FRAME}${name}\n`,
@@ -137,6 +139,7 @@ export function createStorageJournal(
           }
           // Frames the head counts but storage lacks: the journal was dropped meanwhile.
           if (next === from) return;
+          continue;
         }
         if (head.end) {
           yield { kind: "end", end: head.end };

@@ -23,6 +23,11 @@ export interface TcpProxy {
   stallReplies(): number;
   /** Destroys both halves of every current connection; returns how many it cut. */
   dropAll(): number;
+  /**
+   * Like dropAll, but each half ends with a TCP RST instead of a FIN (a middlebox or a peer
+   * that lost the connection's state): the other side gets ECONNRESET.
+   */
+  resetAll(): number;
   close(): Promise<void>;
 }
 
@@ -58,15 +63,16 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   });
   const { port } = server.address() as net.AddressInfo;
 
-  const dropAll = (): number => {
+  const cutAll = (how: (socket: net.Socket) => void): number => {
     const cut = [...pairs];
     pairs.clear();
     for (const [client, upstream] of cut) {
-      client.destroy();
-      upstream.destroy();
+      how(client);
+      how(upstream);
     }
     return cut.length;
   };
+  const dropAll = () => cutAll((socket) => socket.destroy());
 
   return {
     port,
@@ -91,6 +97,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       return pairs.size;
     },
     dropAll,
+    resetAll: () => cutAll((socket) => socket.resetAndDestroy()),
     async close() {
       dropAll();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -2,6 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeServerFrame } from "../../src/bridge/server/server-frame.js";
+import { CANCEL_ACK_FRAME, COLLECT_ACK_FRAME } from "../../src/core/stream-audio.js";
 import { ServerFrameSchema } from "../../src/gen/bridge_pb.js";
 import { StreamResponseSchema } from "../../src/gen/streaming_pb.js";
 
@@ -39,6 +40,23 @@ describe("encodeServerFrame", () => {
         expect(encodeServerFrame(id, body)).toEqual(reference(id, body));
       }),
     );
+  });
+
+  it("CallEnd: strings with lone surrogates and astral characters, as TextEncoder writes them", () => {
+    const odd = ["\ud800", "a\udc00b", "\ud83d\ude00", "\ud83d", "\ud83dx", "é€", "x".repeat(200)];
+    for (const s of odd) {
+      const body = { case: "end" as const, value: { code: s, message: s, metadata: { [s]: s } } };
+      expect(encodeServerFrame(300, body)).toEqual(reference(300, body));
+    }
+  });
+
+  it("the COLLECT and CANCEL acks core hands out, encoded once, and new copies of them", () => {
+    for (const ack of [COLLECT_ACK_FRAME, CANCEL_ACK_FRAME]) {
+      const body = { case: "response" as const, value: ack };
+      expect(encodeServerFrame(9, body)).toEqual(reference(9, body));
+      const copy = { case: "response" as const, value: create(StreamResponseSchema, ack) };
+      expect(encodeServerFrame(9, copy)).toEqual(reference(9, body));
+    }
   });
 
   it("other bodies go through protobuf-es", () => {

@@ -34,6 +34,12 @@ export interface SessionEngineOptions {
 
 const SWEEP_RETRY_MS = 5_000;
 
+/** A COMMIT's argument to its step. */
+interface CommitArg {
+  pieces: Chunk[];
+  turnId: string;
+}
+
 /**
  * One step as the engine builds it: the driver's Step plus the answer, kept alongside. It is
  * its own StepWrite (one object per step, not two): `write` is set to the step itself by
@@ -198,7 +204,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     return err;
   }
 
-  function collectStep(key: SessionKey, chunk: Chunk, view: StepView): EngineStep<CollectResult> {
+  function collectStep(view: StepView, key: SessionKey, chunk: Chunk): EngineStep<CollectResult> {
     const s = begin<CollectResult>();
     const record = current(s, view.record);
     if (record && record.state !== "open") return refuse(s, collectOnSealed(record, chunk.seq));
@@ -239,7 +245,8 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     return answer(s, { outcome, lastSeq: session.lastSeq, created: !record });
   }
 
-  function commitStep(key: SessionKey, pieces: Chunk[], turnId: string, view: StepView) {
+  function commitStep(view: StepView, key: SessionKey, what: CommitArg): EngineStep<CommittedTurn> {
+    const { pieces, turnId } = what;
     const s = begin<CommittedTurn>();
     const record = current(s, view.record);
     if (record && record.state !== "open") return refuse(s, commitOnSealed(record, limits));
@@ -255,7 +262,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     return answer(s, turn);
   }
 
-  function cancelStep(key: SessionKey, view: StepView): EngineStep<CancelResult> {
+  function cancelStep(view: StepView, key: SessionKey): EngineStep<CancelResult> {
     const s = begin<CancelResult>();
     const record = current(s, view.record);
     if (record && record.state !== "open") return answer(s, record.state);
@@ -285,7 +292,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     const { keys, next } = await driver.due(clock.now());
     let expired = 0;
     for (const key of keys) {
-      const s = await driver.step(key, expireStep);
+      const s = await driver.step(key, expireStep, undefined);
       expired += s.expired;
       if (s.write?.record) armSweeper(s.write.dueAt); // its expired count is the sweep's
     }
@@ -299,25 +306,33 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
 
   return {
     async collect(key: SessionKey, chunk: Chunk): Promise<CollectResult> {
-      const run = (view: StepView) => collectStep(key, chunk, view);
       // A driver that never waits (memory) saves a promise and a turn of the microtask queue.
-      const s = driver.stepNow ? driver.stepNow(key, run) : await driver.step(key, run);
+      const s = driver.stepNow
+        ? driver.stepNow(key, collectStep, chunk)
+        : await driver.step(key, collectStep, chunk);
       if (!s.refusal || !roomRefusals.has(s.refusal)) return settle(s);
       landed(s);
       // Sessions past their deadline give their room back; then decide again, once.
       await sweepNow();
-      return settle(await driver.step(key, (view) => collectStep(key, chunk, view)));
+      return settle(await driver.step(key, collectStep, chunk));
     },
 
     async commit(key: SessionKey, pieces: Chunk[], turnId: string): Promise<CommittedTurn> {
+      const what = { pieces, turnId };
       // The one step whose `run` reads the hold's audio and screenshot (store-driver.ts).
-      const run = (view: StepView) => commitStep(key, pieces, turnId, view);
-      return settle(driver.stepNow ? driver.stepNow(key, run) : await driver.step(key, run, true));
+      return settle(
+        driver.stepNow
+          ? driver.stepNow(key, commitStep, what)
+          : await driver.step(key, commitStep, what, true),
+      );
     },
 
     async cancel(key: SessionKey): Promise<CancelResult> {
-      const run = (view: StepView) => cancelStep(key, view);
-      return settle(driver.stepNow ? driver.stepNow(key, run) : await driver.step(key, run));
+      return settle(
+        driver.stepNow
+          ? driver.stepNow(key, cancelStep, undefined)
+          : await driver.step(key, cancelStep, undefined),
+      );
     },
 
     sweep: sweepNow,

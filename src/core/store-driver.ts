@@ -52,13 +52,18 @@ export interface StoreDriver {
    * the list, never of a piece), so the driver tells kept pieces from new ones by identity.
    * Drivers that keep whole records ignore it.
    */
-  step<S extends Step>(key: SessionKey, run: (view: StepView) => S, payloads?: boolean): Promise<S>;
+  step<A, S extends Step>(
+    key: SessionKey,
+    run: StepRun<A, S>,
+    arg: A,
+    payloads?: boolean,
+  ): Promise<S>;
   /**
    * `step` without the promise, for a driver whose steps never wait (memory, which keeps
    * whole records: `payloads` does not apply): the engine calls it instead on every
    * COLLECT, COMMIT and CANCEL. Throws what `step` rejects with.
    */
-  stepNow?<S extends Step>(key: SessionKey, run: (view: StepView) => S): S;
+  stepNow?<A, S extends Step>(key: SessionKey, run: StepRun<A, S>, arg: A): S;
   /** Sessions whose dueAt has passed (to sweep), and the earliest dueAt of the others. */
   due(now: number): Promise<{ keys: SessionKey[]; next: number }>;
   /** Instance-wide gauges: open sessions and the bytes they buffer. */
@@ -68,6 +73,12 @@ export interface StoreDriver {
   /** Stops background work; the caller closes what it opened (a client, a database). */
   close(): Promise<void>;
 }
+
+/**
+ * The engine's side of a step: `run(view, key, arg)` with the key and the argument the engine
+ * passed to `step` (the engine's step functions are made once: no closure per call).
+ */
+export type StepRun<A, S extends Step> = (view: StepView, key: SessionKey, arg: A) => S;
 
 export interface StepView {
   /** The session's record (open or a tombstone); undefined when none is stored. */

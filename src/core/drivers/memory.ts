@@ -3,7 +3,7 @@ import type { Limits } from "../limits.js";
 import type { Clock, SessionStore, StoreStats } from "../ports.js";
 import { bufferedBytes, type SessionKey, type SessionRecord } from "../session.js";
 import { createSessionStore } from "../session-engine.js";
-import type { Step, StepView, StepWrite, StoreDriver } from "../store-driver.js";
+import type { Step, StepRun, StepWrite, StoreDriver } from "../store-driver.js";
 
 /** A record and when the engine wants to see it again (store-driver.ts). */
 export interface JournalEntry {
@@ -172,14 +172,14 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
     },
   };
 
-  function stepNow<S extends Step>(key: SessionKey, run: (view: StepView) => S): S {
+  function stepNow<A, S extends Step>(key: SessionKey, run: StepRun<A, S>, arg: A): S {
     const k = keyOf(key.hardwareId, key.sessionId);
     const slot = slots.get(k);
     read.record = slot?.record;
     read.hardwareId = key.hardwareId;
     let step: S;
     try {
-      step = run(read);
+      step = run(read, key, arg);
     } finally {
       read.record = undefined;
     }
@@ -201,8 +201,8 @@ export function createMemoryDriver(options: MemoryDriverOptions = {}): StoreDriv
   return {
     stepNow,
 
-    async step(key, run) {
-      return stepNow(key, run);
+    async step(key, run, arg) {
+      return stepNow(key, run, arg);
     },
 
     async due(now) {

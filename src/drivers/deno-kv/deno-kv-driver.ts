@@ -5,7 +5,7 @@ import type { Limits } from "../../core/limits.js";
 import type { Clock, SessionStore, StoreStats } from "../../core/ports.js";
 import type { SessionKey } from "../../core/session.js";
 import { createSessionStore } from "../../core/session-engine.js";
-import type { Step, StepView, StepWrite, StoreDriver } from "../../core/store-driver.js";
+import type { Step, StepRun, StepWrite, StoreDriver } from "../../core/store-driver.js";
 import type { DenoKv, DenoKvEntry, DenoKvKey } from "./deno-kv-api.js";
 import {
   type Blob,
@@ -194,9 +194,10 @@ export function createDenoKvDriver(options: {
   }
 
   /** One read and one checked write: the Step that landed, or undefined on a conflict. */
-  async function attempt<S extends Step>(
+  async function attempt<A, S extends Step>(
     key: SessionKey,
-    run: (view: StepView) => S,
+    run: StepRun<A, S>,
+    arg: A,
     payloads: boolean,
     blobs: Staging,
   ): Promise<S | undefined> {
@@ -212,7 +213,7 @@ export function createDenoKvDriver(options: {
         gauges.bufferedBytes += p.bytes;
       }
       const deviceOpen = new Map(Object.entries(seen.dev.open));
-      const step = run({ record: seen.handed?.record, deviceOpen, gauges });
+      const step = run({ record: seen.handed?.record, deviceOpen, gauges }, key, arg);
       // From `run` on (no await in between), the other steps' runs count this one's changes.
       mine.open = step.write?.openDelta ?? 0;
       mine.bytes = step.write?.bytesDelta ?? 0;
@@ -346,7 +347,7 @@ export function createDenoKvDriver(options: {
   }
 
   return {
-    step(key, run, payloads = false) {
+    step(key, run, arg, payloads = false) {
       // The same ref for a piece on every attempt: blobs staged by a failed one are reused.
       const refs = new WeakMap<object, string>();
       const refOf = (piece: object) => {
@@ -358,7 +359,7 @@ export function createDenoKvDriver(options: {
       return serial(key.hardwareId, async () => {
         for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
           try {
-            const landed = await attempt(key, run, payloads, staging);
+            const landed = await attempt(key, run, arg, payloads, staging);
             if (landed) return landed;
           } catch (err) {
             throw err instanceof ConnectError ? err : storeUnavailable(err);

@@ -1,7 +1,7 @@
 import { storeUnavailable, unavailable } from "../../core/errors.js";
 import type { Logger, StoreStats } from "../../core/ports.js";
 import type { SessionKey } from "../../core/session.js";
-import type { Step, StepView, StoreDriver } from "../../core/store-driver.js";
+import type { Step, StepRun, StoreDriver } from "../../core/store-driver.js";
 import { READ_STEP, WRITE_GLOBAL, WRITE_STEP } from "./redis-lua.js";
 import { decodeRecord, encodeRecord } from "./redis-records.js";
 import type { AnyRedisClient } from "./redis-reply-bus.js";
@@ -77,9 +77,10 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
   }
 
   /** One read, one conditional write: the Step that landed, or undefined on a conflict. */
-  async function attempt<S extends Step>(
+  async function attempt<A, S extends Step>(
     key: SessionKey,
-    run: (view: StepView) => S,
+    run: StepRun<A, S>,
+    arg: A,
   ): Promise<S | undefined> {
     const dk = deviceKey(key.hardwareId);
     const keys = [dk, `${dk}:t`, `${dk}:${key.sessionId}`];
@@ -99,7 +100,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
       else if (field.startsWith("o:")) deviceOpen.set(field.slice(2), Number(fields[i + 1]));
     }
     const record = raw ? decodeRecord(raw) : undefined;
-    const step = run({ record, deviceOpen, gauges });
+    const step = run({ record, deviceOpen, gauges }, key, arg);
     const write = step.write;
     if (!write) {
       // Listed as due, but its record is gone (its TTL ran out while no instance swept).
@@ -137,10 +138,10 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
   }
 
   return {
-    step(key, run) {
+    step(key, run, arg) {
       return serial(key.hardwareId, async () => {
         for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
-          const landed = await attempt(key, run);
+          const landed = await attempt(key, run, arg);
           if (landed) return landed;
           // Another instance wrote the device meanwhile: read again, after a short random
           // pause once it keeps happening (instances stepping on each other in lockstep).

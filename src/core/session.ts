@@ -186,28 +186,32 @@ export function checkChunkLimits(chunk: Chunk, limits: Limits, field: string): v
   }
 }
 
-function insertPlaced<T extends Placed>(list: T[], item: T): T[] {
+/** `list` with `item` in its place: a new list, or `list` itself when `inPlace`. */
+function insertPlaced<T extends Placed>(list: T[], item: T, inPlace: boolean): T[] {
   let i = list.length;
   while (i > 0) {
     const prev = list[i - 1] as T;
     if (prev.key < item.key || (prev.key === item.key && prev.order < item.order)) break;
     i--;
   }
-  const copy = list.slice();
-  copy.splice(i, 0, item);
-  return copy;
+  const into = inPlace ? list : list.slice();
+  if (i === into.length) into.push(item);
+  else into.splice(i, 0, item);
+  return into;
 }
 
 /**
- * Applies one COLLECT chunk. Returns the outcome; the session's fields are reassigned
- * (its arrays replaced, never edited, so a shallow copy leaves the original intact) only
- * when every limit holds (a breach throws RESOURCE_EXHAUSTED and changes nothing).
+ * Applies one COLLECT chunk. Returns the outcome; the session's fields are reassigned only
+ * when every limit holds (a breach throws RESOURCE_EXHAUSTED and changes nothing). Its arrays
+ * are replaced, never edited, so a shallow copy leaves the original intact; `inPlace`: the
+ * caller owns them (no copy shares them), and they grow in place (no copy per chunk).
  */
 export function collectChunk(
   session: OpenSession,
   chunk: Chunk,
   limits: Limits,
   now: number,
+  inPlace = false,
 ): CollectOutcome {
   if (chunk.seq > 0 && session.seqs.includes(chunk.seq)) {
     session.touchedAt = now;
@@ -232,7 +236,7 @@ export function collectChunk(
       `session ${session.sessionId} already holds ${session.chunks} chunks; chunk ${chunk.seq} was not added`,
     );
   }
-  const next = placeChunk(session, chunk, mode, staleText, limits);
+  const next = placeChunk(session, chunk, mode, staleText, limits, inPlace);
   // Field by field (no Object.assign of a temporary): this runs on every COLLECT.
   session.text = next.text;
   session.textAt = next.textAt;
@@ -246,8 +250,8 @@ export function collectChunk(
   session.touchedAt = now;
   session.chunks += 1;
   if (chunk.seq > 0) {
-    // A new array, as every field here: a caller may pass a shallow copy of a stored record.
-    const seqs = session.seqs.slice();
+    // A new array unless inPlace, as every field here: a caller may pass a shallow copy.
+    const seqs = inPlace ? session.seqs : session.seqs.slice();
     seqs.push(chunk.seq);
     session.seqs = seqs;
     if (chunk.seq > session.lastSeq) session.lastSeq = chunk.seq;
@@ -268,26 +272,29 @@ type Placement = Pick<
   | "screenshotBytes"
 >;
 
-/** Computes the buffer with the chunk in its place, checking the per-session size limits. */
+/**
+ * Computes the buffer with the chunk in its place, checking the per-session size limits
+ * first: `inPlace` (collectChunk's) lets the session's own lists grow, and only once every
+ * check has passed.
+ */
 function placeChunk(
   session: OpenSession,
   chunk: Chunk,
   mode: ChunkMode,
   skipText: boolean,
   limits: Limits,
+  inPlace = false,
 ): Placement {
-  const at: Placed = {
-    key: chunk.seq > 0 ? chunk.seq : session.lastSeq,
-    order: session.chunks + 1,
-  };
+  const key = chunk.seq > 0 ? chunk.seq : session.lastSeq;
+  const order = session.chunks + 1;
   let { text, textAt, parts, textBytes, audio, audioBytes, screenshot, screenshotBytes } = session;
-  if (chunk.text.length > 0 && !skipText) {
+  const addsText = chunk.text.length > 0 && !skipText;
+  if (addsText) {
     if (mode === ChunkMode.DELTA) {
-      parts = insertPlaced(parts, { ...at, text: chunk.text });
       textBytes += utf8Length(chunk.text);
     } else if (mode === ChunkMode.SNAPSHOT) {
       text = chunk.text;
-      textAt = at;
+      textAt = { key, order };
       textBytes = utf8Length(text);
     } else {
       text = mergeUnspecified(text, chunk.text);
@@ -300,16 +307,21 @@ function placeChunk(
       );
     }
   }
-  if (chunk.audio && chunk.audio.data.length > 0) {
-    audioBytes += chunk.audio.data.length;
+  const piece = chunk.audio && chunk.audio.data.length > 0 ? chunk.audio : undefined;
+  if (piece) {
+    audioBytes += piece.data.length;
     if (audioBytes > limits.maxAudioBytesPerSession) {
       throw resourceExhausted(
         LIMIT_NAMES.maxAudioBytesPerSession,
         `session ${session.sessionId} audio would be ${audioBytes} bytes; at most ${limits.maxAudioBytesPerSession} are allowed`,
       );
     }
-    audio = insertPlaced(audio, { ...at, audio: chunk.audio });
   }
+  // Every check passed. Parts as object literals (a spread of a Placed was a hot spot).
+  if (addsText && mode === ChunkMode.DELTA) {
+    parts = insertPlaced(parts, { key, order, text: chunk.text }, inPlace);
+  }
+  if (piece) audio = insertPlaced(audio, { key, order, audio: piece }, inPlace);
   if (chunk.screenshot && !skipText) {
     screenshot = chunk.screenshot;
     screenshotBytes = chunk.screenshot.data.length;

@@ -227,15 +227,17 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
       );
     }
     const bytesBefore = record ? bufferedBytes(record) : 0;
-    // collectChunk reassigns fields (its arrays are replaced, never edited) once every check
-    // has passed: a record the driver gives away (view.owned) is changed in place, any other
-    // is copied first so that it stays as it was (it may be the driver's live one).
+    // collectChunk changes the session once every check has passed: a record the driver gives
+    // away (view.owned) or a new one is changed in place, its lists too; any other is copied
+    // first (collectChunk then replaces its lists) so that it stays as it was (it may be the
+    // driver's live one).
+    const inPlace = !record || view.owned === true;
     let session: OpenSession;
     if (!record) session = openSession(key, s.now);
-    else session = view.owned === true ? record : copyOpen(record);
+    else session = inPlace ? record : copyOpen(record);
     let outcome: CollectResult["outcome"];
     try {
-      outcome = collectChunk(session, chunk, limits, s.now);
+      outcome = collectChunk(session, chunk, limits, s.now, inPlace);
     } catch (err) {
       return refuse(s, err as ConnectError);
     }

@@ -9,6 +9,7 @@ import {
   collectChunk,
   commitTurn,
   copyOpen,
+  expiryAt,
   expiryOf,
   type OpenSession,
   openSession,
@@ -19,7 +20,7 @@ import {
   type Tombstone,
 } from "./session.js";
 import { collectOnSealed, commitOnSealed } from "./session-errors.js";
-import type { Step, StepView, StepWrite, StoreDriver } from "./store-driver.js";
+import type { Step, StepRun, StepView, StepWrite, StoreDriver } from "./store-driver.js";
 import { utf8Length } from "./text-merge.js";
 
 export interface SessionEngineOptions {
@@ -94,7 +95,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     void run.finally(() => background.delete(run));
   }
 
-  function begin<T>(): EngineStep<T> {
+  function blank<T>(): EngineStep<T> {
     return {
       now: clock.now(),
       write: undefined,
@@ -110,6 +111,47 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     };
   }
 
+  /**
+   * The step every synchronous step (driver.stepNow) fills: from its run to its answer
+   * nothing awaits, so no other step can hold it meanwhile (no step object per COLLECT).
+   * A driver's `step` (it may await, and run steps concurrently) gets a new one per run.
+   */
+  const shared = blank<unknown>();
+  let lend = false;
+
+  function begin<T>(): EngineStep<T> {
+    if (!lend) return blank<T>();
+    lend = false;
+    const s = shared as EngineStep<T>;
+    s.now = clock.now();
+    s.write = undefined;
+    s.record = null;
+    s.dueAt = 0;
+    s.keepMs = 0;
+    s.openDelta = 0;
+    s.bytesDelta = 0;
+    s.maxTombstones = limits.maxTombstonesPerDevice;
+    s.expired = 0;
+    s.value = undefined;
+    s.refusal = undefined;
+    return s;
+  }
+
+  /** One step on a driver that never waits; the caller reads the step before any await. */
+  function stepNow<A, T>(
+    stepSync: NonNullable<StoreDriver["stepNow"]>,
+    key: SessionKey,
+    run: StepRun<A, EngineStep<T>>,
+    arg: A,
+  ): EngineStep<T> {
+    lend = true;
+    try {
+      return stepSync(key, run, arg);
+    } finally {
+      lend = false;
+    }
+  }
+
   /** The step's one write; the gauge changes summed so far go with it (no change follows). */
   function put<T>(s: EngineStep<T>, record: SessionRecord | null, dueAt: number, until: number) {
     s.record = record;
@@ -119,7 +161,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
   }
 
   function putOpen<T>(s: EngineStep<T>, session: OpenSession): void {
-    const at = expiryOf(session, limits).at;
+    const at = expiryAt(session, limits);
     put(s, session, at, at + limits.tombstoneTtlMs);
   }
 
@@ -147,8 +189,8 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     if (!record) return undefined;
     let found = record;
     if (found.state === "open") {
+      if (s.now < expiryAt(found, limits)) return found;
       const expiry = expiryOf(found, limits);
-      if (s.now < expiry.at) return found;
       s.expired++;
       found = sealOpen(s, found, "expired", expiry.at, expiry.why);
     }
@@ -310,7 +352,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     async collect(key: SessionKey, chunk: Chunk): Promise<CollectResult> {
       // A driver that never waits (memory) saves a promise and a turn of the microtask queue.
       const s = driver.stepNow
-        ? driver.stepNow(key, collectStep, chunk)
+        ? stepNow(driver.stepNow, key, collectStep, chunk)
         : await driver.step(key, collectStep, chunk);
       if (!s.refusal || !roomRefusals.has(s.refusal)) return settle(s);
       landed(s);
@@ -324,7 +366,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
       // The one step whose `run` reads the hold's audio and screenshot (store-driver.ts).
       return settle(
         driver.stepNow
-          ? driver.stepNow(key, commitStep, what)
+          ? stepNow(driver.stepNow, key, commitStep, what)
           : await driver.step(key, commitStep, what, true),
       );
     },
@@ -332,7 +374,7 @@ export function createSessionStore(options: SessionEngineOptions): SessionStore 
     async cancel(key: SessionKey): Promise<CancelResult> {
       return settle(
         driver.stepNow
-          ? driver.stepNow(key, cancelStep, undefined)
+          ? stepNow(driver.stepNow, key, cancelStep, undefined)
           : await driver.step(key, cancelStep, undefined),
       );
     },

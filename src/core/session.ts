@@ -385,6 +385,11 @@ export interface Expiry {
   why: "idle" | "hold";
 }
 
+/** expiryOf(…).at without the object (read on every step). */
+export function expiryAt(session: OpenSession, limits: Limits): number {
+  return Math.min(session.touchedAt + limits.idleTtlMs, session.createdAt + limits.maxHoldMs);
+}
+
 export function expiryOf(session: OpenSession, limits: Limits): Expiry {
   const idle = session.touchedAt + limits.idleTtlMs;
   const hold = session.createdAt + limits.maxHoldMs;

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bridge.proto.
  */
 export const file_bridge: GenFile = /*@__PURE__*/
-  fileDesc("CgxicmlkZ2UucHJvdG8SDXB0dC5icmlkZ2UudjEipAIKC0NsaWVudEZyYW1lEg8KB2NhbGxfaWQYASABKA0SMAoMc3RyZWFtX2F1ZGlvGAIgASgLMhguc3RyZWFtaW5nLlN0cmVhbVJlcXVlc3RIABIwCglpbnRlcnJ1cHQYAyABKAsyGy5zdHJlYW1pbmcuSW50ZXJydXB0UmVxdWVzdEgAEisKBmNhbmNlbBgEIAEoCzIZLnB0dC5icmlkZ2UudjEuQ2FuY2VsQ2FsbEgAEjoKCG1ldGFkYXRhGAUgAygLMigucHR0LmJyaWRnZS52MS5DbGllbnRGcmFtZS5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRib2R5IgwKCkNhbmNlbENhbGwi1gEKC1NlcnZlckZyYW1lEg8KB2NhbGxfaWQYASABKA0SLQoIcmVzcG9uc2UYAiABKAsyGS5zdHJlYW1pbmcuU3RyZWFtUmVzcG9uc2VIABIxCglpbnRlcnJ1cHQYAyABKAsyHC5zdHJlYW1pbmcuSW50ZXJydXB0UmVzcG9uc2VIABIlCgNlbmQYBCABKAsyFi5wdHQuYnJpZGdlLnYxLkNhbGxFbmRIABIlCgVoZWxsbxgFIAEoCzIULnB0dC5icmlkZ2UudjEuSGVsbG9IAEIGCgRib2R5IpEBCgdDYWxsRW5kEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRI2CghtZXRhZGF0YRgDIAMoCzIkLnB0dC5icmlkZ2UudjEuQ2FsbEVuZC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKSAQoFSGVsbG8SGAoQcHJvdG9jb2xfdmVyc2lvbhgBIAEoDRIOCgZzZXJ2ZXIYAiABKAkSMAoGbGltaXRzGAMgAygLMiAucHR0LmJyaWRnZS52MS5IZWxsby5MaW1pdHNFbnRyeRotCgtMaW1pdHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBYgZwcm90bzM", [file_streaming]);
+  fileDesc("CgxicmlkZ2UucHJvdG8SDXB0dC5icmlkZ2UudjEiyQIKC0NsaWVudEZyYW1lEg8KB2NhbGxfaWQYASABKA0SMAoMc3RyZWFtX2F1ZGlvGAIgASgLMhguc3RyZWFtaW5nLlN0cmVhbVJlcXVlc3RIABIwCglpbnRlcnJ1cHQYAyABKAsyGy5zdHJlYW1pbmcuSW50ZXJydXB0UmVxdWVzdEgAEisKBmNhbmNlbBgEIAEoCzIZLnB0dC5icmlkZ2UudjEuQ2FuY2VsQ2FsbEgAEiMKBHBpbmcYBiABKAsyEy5wdHQuYnJpZGdlLnYxLlBpbmdIABI6CghtZXRhZGF0YRgFIAMoCzIoLnB0dC5icmlkZ2UudjEuQ2xpZW50RnJhbWUuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBgoEYm9keSIMCgpDYW5jZWxDYWxsIgYKBFBpbmci+wEKC1NlcnZlckZyYW1lEg8KB2NhbGxfaWQYASABKA0SLQoIcmVzcG9uc2UYAiABKAsyGS5zdHJlYW1pbmcuU3RyZWFtUmVzcG9uc2VIABIxCglpbnRlcnJ1cHQYAyABKAsyHC5zdHJlYW1pbmcuSW50ZXJydXB0UmVzcG9uc2VIABIlCgNlbmQYBCABKAsyFi5wdHQuYnJpZGdlLnYxLkNhbGxFbmRIABIlCgVoZWxsbxgFIAEoCzIULnB0dC5icmlkZ2UudjEuSGVsbG9IABIjCgRwb25nGAYgASgLMhMucHR0LmJyaWRnZS52MS5Qb25nSABCBgoEYm9keSKRAQoHQ2FsbEVuZBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSNgoIbWV0YWRhdGEYAyADKAsyJC5wdHQuYnJpZGdlLnYxLkNhbGxFbmQuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiBgoEUG9uZyKSAQoFSGVsbG8SGAoQcHJvdG9jb2xfdmVyc2lvbhgBIAEoDRIOCgZzZXJ2ZXIYAiABKAkSMAoGbGltaXRzGAMgAygLMiAucHR0LmJyaWRnZS52MS5IZWxsby5MaW1pdHNFbnRyeRotCgtMaW1pdHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBYgZwcm90bzM", [file_streaming]);
 
 /**
  * @generated from message ptt.bridge.v1.ClientFrame
@@ -56,6 +56,14 @@ export type ClientFrame = Message<"ptt.bridge.v1.ClientFrame"> & {
      */
     value: CancelCall;
     case: "cancel";
+  } | {
+    /**
+     * asks for a Pong at once; not a call (no CallEnd); send it with call_id 0
+     *
+     * @generated from field: ptt.bridge.v1.Ping ping = 6;
+     */
+    value: Ping;
+    case: "ping";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -86,6 +94,23 @@ export type CancelCall = Message<"ptt.bridge.v1.CancelCall"> & {
  */
 export const CancelCallSchema: GenMessage<CancelCall> = /*@__PURE__*/
   messageDesc(file_bridge, 1);
+
+/**
+ * A liveness probe (docs/protocol.md §6): a browser cannot see WebSocket pings, so a client that
+ * heard nothing for a while asks the server for a frame. Any frame proves the connection alive: a
+ * server older than Ping answers call_id 0 with a CallEnd invalid_argument, which serves as well.
+ *
+ * @generated from message ptt.bridge.v1.Ping
+ */
+export type Ping = Message<"ptt.bridge.v1.Ping"> & {
+};
+
+/**
+ * Describes the message ptt.bridge.v1.Ping.
+ * Use `create(PingSchema)` to create a new message.
+ */
+export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
+  messageDesc(file_bridge, 2);
 
 /**
  * @generated from message ptt.bridge.v1.ServerFrame
@@ -133,6 +158,14 @@ export type ServerFrame = Message<"ptt.bridge.v1.ServerFrame"> & {
      */
     value: Hello;
     case: "hello";
+  } | {
+    /**
+     * the answer to a Ping, with its call_id; not a call's frame
+     *
+     * @generated from field: ptt.bridge.v1.Pong pong = 6;
+     */
+    value: Pong;
+    case: "pong";
   } | { case: undefined; value?: undefined };
 };
 
@@ -141,7 +174,7 @@ export type ServerFrame = Message<"ptt.bridge.v1.ServerFrame"> & {
  * Use `create(ServerFrameSchema)` to create a new message.
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
-  messageDesc(file_bridge, 2);
+  messageDesc(file_bridge, 3);
 
 /**
  * @generated from message ptt.bridge.v1.CallEnd
@@ -172,7 +205,20 @@ export type CallEnd = Message<"ptt.bridge.v1.CallEnd"> & {
  * Use `create(CallEndSchema)` to create a new message.
  */
 export const CallEndSchema: GenMessage<CallEnd> = /*@__PURE__*/
-  messageDesc(file_bridge, 3);
+  messageDesc(file_bridge, 4);
+
+/**
+ * @generated from message ptt.bridge.v1.Pong
+ */
+export type Pong = Message<"ptt.bridge.v1.Pong"> & {
+};
+
+/**
+ * Describes the message ptt.bridge.v1.Pong.
+ * Use `create(PongSchema)` to create a new message.
+ */
+export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
+  messageDesc(file_bridge, 5);
 
 /**
  * @generated from message ptt.bridge.v1.Hello
@@ -205,5 +251,5 @@ export type Hello = Message<"ptt.bridge.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_bridge, 4);
+  messageDesc(file_bridge, 6);
 

@@ -315,6 +315,35 @@ describe("bridge on the wire (raw ws, hand-built frames)", () => {
     });
   });
 
+  describe("Ping: a liveness probe, answered at once and no call", () => {
+    it("a Pong on call 0 and no CallEnd; with a running call's id, the call goes on untouched", async () => {
+      const raw = await connect();
+      raw.send(0, { case: "ping", value: {} });
+      await raw.until(() => raw.call(0).frames.length === 2, "the Pong on call 0");
+      expect(raw.call(0).frames.map((f) => f.case)).toEqual(["hello", "pong"]);
+      expect(raw.call(0).ends).toEqual([]);
+
+      const hw = newDevice("ping");
+      const sid = newSession();
+      expect((await raw.run(1, collectBody(hw, sid, 1, "a. b. c. d. e. "))).end.code).toBe("");
+      const runsBefore = server.core.metrics.workflowRuns;
+      raw.send(2, commitDelta(hw, sid));
+      await raw.until(() => raw.call(2).frames.length >= 1, "the reply's first frame");
+      raw.send(2, { case: "ping", value: {} });
+      const end = await raw.end(2);
+      const log = raw.call(2);
+      expect(log.frames.filter((f) => f.case === "pong")).toHaveLength(1);
+      // Answered while the reply streamed (echo frames are 20 ms apart), not after its end.
+      expect(log.frames.findIndex((f) => f.case === "pong")).toBeLessThan(log.frames.length - 1);
+      expect(log.ends).toHaveLength(1);
+      expect(end.code).toBe("");
+      expect(textOf(log)).toBe("a. b. c. d. e. ");
+      expect(responses(log).at(-1)).toEqual({ case: "endMessage", value: "RESPONSE_COMPLETED" });
+      expect(server.core.metrics.workflowRuns - runsBefore).toBe(1);
+      expect(raw.isOpen).toBe(true);
+    });
+  });
+
   describe("StreamAudio calls mean what they mean over gRPC", () => {
     it("a COLLECT's CallEnd: code '' and ptt-collect / ptt-last-seq metadata", async () => {
       const raw = await connect();

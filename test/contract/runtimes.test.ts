@@ -4,10 +4,11 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { BridgeChannel, type WebSocketFactory } from "../../src/bridge/client/channel.js";
 import { createBridgeTransport } from "../../src/bridge/client/transport.js";
+import { RawBridge } from "../bridge/raw-bridge.js";
 import { limitsEnv, type SpawnedRuntime, spawnRuntime } from "../support/spawn-runtime.js";
 import { contractSuite } from "./suite.js";
 import {
@@ -69,5 +70,17 @@ for (const runtime of ["bun", "deno"] as const) {
         contractSuite({ ...CAPABILITIES, headersWithTrailers: name === "bridge" }, () => target);
       });
     }
+    // docs/protocol.md §6: the bridge's liveness probe is answered through this runtime's binding.
+    it(`${runtime}/bridge: a Ping gets a Pong on its call_id, no CallEnd`, async () => {
+      const raw = await RawBridge.open(`${rt.url.replace("http", "ws")}/v1/bridge`);
+      try {
+        raw.send(0, { case: "ping", value: {} });
+        await raw.until(() => raw.call(0).frames.length === 2, "the Pong");
+        expect(raw.call(0).frames.map((f) => f.case)).toEqual(["hello", "pong"]);
+        expect(raw.call(0).ends).toEqual([]);
+      } finally {
+        raw.ws.close();
+      }
+    });
   });
 }

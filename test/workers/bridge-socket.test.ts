@@ -93,6 +93,35 @@ describe("hibernatable bridge sockets", () => {
     socket.close();
   });
 
+  // docs/protocol.md §6: a liveness probe, answered by BridgeConnection itself, so the object
+  // needs nothing of its own; a Ping after hibernation wakes it like any message.
+  it("a Ping gets a Pong with its call_id, also after hibernation and beside a running reply", async () => {
+    const hw = newDevice("ping");
+    const sid = crypto.randomUUID();
+    const socket = await openAndCollect(hw, sid);
+    socket.send({ callId: 0, body: { case: "ping", value: {} } });
+    expect(await socket.next()).toMatchObject({ callId: 0, body: { case: "pong" } });
+    await swapInFreshInstance(hw);
+    socket.send({ callId: 0, body: { case: "ping", value: {} } });
+    expect(await socket.next()).toMatchObject({ callId: 0, body: { case: "pong" } });
+    // A Ping carrying a running call's id is no new call: the COMMIT on 3 is neither refused
+    // nor ended by it.
+    socket.streamAudio(3, commit(hw, sid));
+    socket.send({ callId: 3, body: { case: "ping", value: {} } });
+    // The object's input gate may hold the Ping until the reply's storage writes are done
+    // (its Pong then follows the CallEnd), so read until both came.
+    const frames: ServerFrame[] = [];
+    const has = (c: string) => frames.some((f) => f.body.case === c);
+    while (!has("end") || !has("pong")) frames.push(await socket.next());
+    expect(frames.every((f) => f.callId === 3)).toBe(true);
+    expect(frames.filter((f) => f.body.case === "pong")).toHaveLength(1);
+    const ends = frames.filter((f) => f.body.case === "end");
+    expect(ends).toHaveLength(1);
+    expect(callEnd(ends[0] as ServerFrame).code).toBe("");
+    expect(replyText(responses(frames))).toBe("over the socket");
+    socket.close();
+  });
+
   it("a call for another device on the socket is forwarded to that device's object", async () => {
     const hw = newDevice("socket-owner");
     const other = newDevice("socket-other");

@@ -79,6 +79,9 @@ export function createBridgeHandlers(
 
 type ServerBody = MessageInitShape<typeof ServerFrameSchema>["body"];
 
+/** The answer to a Ping on call_id 0, the one clients send (docs/protocol.md §6). */
+const PONG = encodeServerFrame(0, { case: "pong", value: {} });
+
 /**
  * One bridge WebSocket (docs/protocol.md §6): decodes ClientFrames, runs each call through
  * the same handlers as the Connect router, multiplexes them by call_id, and ends
@@ -195,6 +198,12 @@ export class BridgeConnection {
       this.calls.get(id)?.abort(cancelled("call cancelled by the client"));
       return;
     }
+    if (body.case === "ping") {
+      // Not a call: answered at once, past flow control (a few bytes, queued behind whatever
+      // waits to be sent, which is the point: it arrives once the line carries frames again).
+      this.write(id === 0 ? PONG : encodeServerFrame(id, { case: "pong", value: {} }));
+      return;
+    }
     if (id === 0) {
       this.end(0, invalidArgument("call_id", "must be > 0"));
       return;
@@ -202,7 +211,7 @@ export class BridgeConnection {
     if (body.case === undefined) {
       this.end(
         id,
-        invalidArgument("body", "a ClientFrame needs stream_audio, interrupt or cancel"),
+        invalidArgument("body", "a ClientFrame needs stream_audio, interrupt, cancel or ping"),
       );
       return;
     }

@@ -92,7 +92,12 @@ interface PageResult {
 }
 
 /** The page's side: starts a hold and its reply, and reports each part to the test. */
-async function startReply(args: { url: string; hardwareId: string }): Promise<string> {
+async function startReply(args: {
+  url: string;
+  hardwareId: string;
+  livenessMs?: number;
+  livenessTimeoutMs?: number;
+}): Promise<string> {
   type Part =
     | { kind: "text"; text: string }
     | { kind: "audio"; data: Uint8Array; dtype: string }
@@ -112,6 +117,8 @@ async function startReply(args: { url: string; hardwareId: string }): Promise<st
           hardwareId: string;
           minBackoffMs: number;
           maxBackoffMs: number;
+          livenessMs?: number | undefined;
+          livenessTimeoutMs?: number | undefined;
           onState(s: string): void;
         },
       ): {
@@ -134,6 +141,8 @@ async function startReply(args: { url: string; hardwareId: string }): Promise<st
     hardwareId: args.hardwareId,
     minBackoffMs: 20,
     maxBackoffMs: 200,
+    livenessMs: args.livenessMs,
+    livenessTimeoutMs: args.livenessTimeoutMs,
     onState: (s) => states.push(s),
   });
   w.ptt = ptt;
@@ -291,7 +300,9 @@ describe.skipIf(missing && !process.env.CI)("browser client resumes a reply in C
   }
 
   /** A device with its script; the page connects through the proxy, holds, and releases. */
-  async function begin(): Promise<{ script: Script; key: SessionKey }> {
+  async function begin(
+    liveness: { livenessMs?: number; livenessTimeoutMs?: number } = {},
+  ): Promise<{ script: Script; key: SessionKey }> {
     const hardwareId = newDevice("chrome-resume");
     const script = new Script();
     scripts.set(hardwareId, script);
@@ -300,6 +311,7 @@ describe.skipIf(missing && !process.env.CI)("browser client resumes a reply in C
     const sessionId = await page.evaluate(startReply, {
       url: proxy.wsUrl("/v1/bridge"),
       hardwareId,
+      ...liveness,
     });
     // Only the page's bridge socket goes through the proxy.
     expect(proxy.active).toBe(1);
@@ -389,6 +401,40 @@ describe.skipIf(missing && !process.env.CI)("browser client resumes a reply in C
       expect(resumed() - resumedBefore).toBe(1);
       expect(proxy.accepted).toBeGreaterThan(acceptedAtDrop);
       expect(await frames(key)).toBe(N);
+    },
+    TIMEOUT_MS,
+  );
+  // docs/protocol.md §6, liveness: the connection stays open and carries nothing either way (a
+  // laptop lid, a phone leaving Wi-Fi). Chromium fires no close event and its page sees no
+  // WebSocket pings: only the Ping the client gets no answer to tells it.
+  it(
+    "the connection goes silent mid-reply (no FIN, no RST): the page notices by itself and resumes, each part once",
+    async () => {
+      const runsBefore = server.core.metrics.workflowRuns;
+      const resumedBefore = resumed();
+      const { script, key } = await begin({ livenessMs: 200, livenessTimeoutMs: 1000 });
+      const K = 5;
+      script.allow(K);
+      await pagePart(K);
+      const acceptedAtSilence = proxy.accepted;
+      expect(proxy.blackhole()).toBe(1);
+      // Frames made meanwhile vanish on the way; the journal has them.
+      script.allow(K + 4);
+      await until(async () => (await frames(key)) === K + 4, "frames K..K+3 sent into the silence");
+      await until(() => resumed() > resumedBefore, "the page's resume", 20_000);
+      await pagePart(K + 4);
+      script.allow(PARTS.length + 1);
+      const result = await pageResult();
+
+      expect(result.error).toBeNull();
+      expect(result.parts).toEqual(EXPECTED);
+      expect(result.endMessage).toBe("RESPONSE_COMPLETED");
+      expect(result.turnId).toBe(script.runs[0]?.turnId);
+      expect(script.runs).toHaveLength(1);
+      expect(server.core.metrics.workflowRuns - runsBefore).toBe(1);
+      expect(resumed() - resumedBefore).toBe(1);
+      expect(result.states).toContain("reconnecting");
+      expect(proxy.accepted - acceptedAtSilence).toBe(1);
     },
     TIMEOUT_MS,
   );

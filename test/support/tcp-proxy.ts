@@ -14,6 +14,10 @@ export interface TcpProxy {
   readonly accepted: number;
   /** Connections piped to the target right now. */
   readonly active: number;
+  /** Bytes forwarded client→target, over every connection so far. */
+  readonly bytesToTarget: number;
+  /** Bytes forwarded target→client, over every connection so far. */
+  readonly bytesToClient: number;
   /** While true, each new connection is destroyed as soon as it is accepted. */
   refuse: boolean;
   /**
@@ -21,6 +25,11 @@ export interface TcpProxy {
    * sends, the target answers, the answers never arrive); returns how many.
    */
   stallReplies(): number;
+  /**
+   * Stops forwarding both ways on every current connection; returns how many. The connection
+   * stays open and nothing arrives either way: a laptop lid closed, a phone gone from Wi-Fi.
+   */
+  blackhole(): number;
   /** Destroys both halves of every current connection; returns how many it cut. */
   dropAll(): number;
   /**
@@ -35,6 +44,8 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const pairs = new Set<[net.Socket, net.Socket]>();
   let accepted = 0;
   let refuse = false;
+  let bytesToTarget = 0;
+  let bytesToClient = 0;
 
   const server = net.createServer({ noDelay: true }, (client) => {
     accepted++;
@@ -54,6 +65,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     upstream.on("error", cut);
     client.on("close", cut);
     upstream.on("close", cut);
+    // Counted as forwarded: a stalled direction is paused, so its bytes are not read.
+    client.on("data", (chunk: Buffer) => {
+      bytesToTarget += chunk.byteLength;
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      bytesToClient += chunk.byteLength;
+    });
     client.pipe(upstream);
     upstream.pipe(client);
   });
@@ -73,6 +91,10 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     return cut.length;
   };
   const dropAll = () => cutAll((socket) => socket.destroy());
+  const stall = (from: net.Socket, to: net.Socket) => {
+    from.unpipe(to);
+    from.pause();
+  };
 
   return {
     port,
@@ -83,6 +105,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     get active() {
       return pairs.size;
     },
+    get bytesToTarget() {
+      return bytesToTarget;
+    },
+    get bytesToClient() {
+      return bytesToClient;
+    },
     get refuse() {
       return refuse;
     },
@@ -90,9 +118,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       refuse = value;
     },
     stallReplies() {
+      for (const [client, upstream] of pairs) stall(upstream, client);
+      return pairs.size;
+    },
+    blackhole() {
       for (const [client, upstream] of pairs) {
-        upstream.unpipe(client);
-        upstream.pause();
+        stall(upstream, client);
+        stall(client, upstream);
       }
       return pairs.size;
     },

@@ -6,6 +6,7 @@ import {
   type ServerFrame,
   ServerFrameSchema,
 } from "../../gen/bridge_pb.js";
+import { Liveness } from "./liveness.js";
 
 /** The subset of the browser WebSocket API the channel uses (the `ws` package has it too). */
 export interface WebSocketLike {
@@ -71,6 +72,21 @@ export interface ChannelOptions {
    * `Infinity` waits for ever. The channel itself keeps reconnecting for later calls.
    */
   connectTimeoutMs?: number;
+  /**
+   * While a call runs (a reply streams, an ack is awaited) and no frame arrived for this long,
+   * the channel asks the server for one (a Ping; docs/protocol.md §6). A browser cannot see a
+   * connection that died silently (a laptop lid, a phone leaving Wi-Fi: no close event ever
+   * comes), so this is how it finds out. Default 10000; `Infinity` never probes. An idle
+   * connection is not probed; the next call probes it at once.
+   */
+  livenessMs?: number;
+  /**
+   * How long after a Ping some frame must arrive (any frame: the Pong, a reply frame, an ack).
+   * Past it the socket is taken for dead and closed, and the channel reconnects: chunks are sent
+   * again and a reply resumes where it was, as after any drop. The wait starts again while the
+   * client's own frames are still leaving (a large chunk on a slow uplink). Default 5000.
+   */
+  livenessTimeoutMs?: number;
 }
 
 interface Pending {
@@ -91,6 +107,8 @@ interface Pending {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_LIVENESS_MS = 10_000;
+const DEFAULT_LIVENESS_TIMEOUT_MS = 5_000;
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -102,6 +120,10 @@ const OPEN = 1;
  */
 export class BridgeChannel {
   private ws: WebSocketLike | undefined;
+  /** Watches the current socket for silence while calls run. */
+  private liveness: Liveness | undefined;
+  /** Bytes handed to the current socket, to tell its send buffer draining. */
+  private sentBytes = 0;
   private nextId = 1;
   private readonly live = new Map<number, Pending>();
   private queue: Pending[] = [];
@@ -197,6 +219,7 @@ export class BridgeChannel {
   close(): void {
     this.setState("closed");
     clearTimeout(this.timer);
+    this.liveness?.stop();
     this.ws?.close(1000, "client closed");
     this.ws = undefined;
     this.failAll("bridge channel closed", () => true);
@@ -205,9 +228,12 @@ export class BridgeChannel {
     for (const w of waiters) w.reject(new Error("bridge channel closed"));
   }
 
-  /** Closes the current socket as if the network dropped it (tests, network changes). */
+  /**
+   * Gives up the current socket as if the network dropped it (tests, a network change the app
+   * saw) and reconnects at once, without waiting for a close handshake a dead socket never ends.
+   */
   drop(): void {
-    this.ws?.close(4000, "dropped by client");
+    if (this.ws) this.abandon(this.ws, 4000, "dropped by client");
   }
 
   private open(): void {
@@ -224,8 +250,24 @@ export class BridgeChannel {
     const ws = new Ctor(this.url, protocols) as WebSocketLike;
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    this.sentBytes = 0;
+    const liveness = new Liveness(
+      {
+        running: () => this.live.size > 0,
+        departed: () => this.sentBytes - ws.bufferedAmount,
+        ping: () => this.sendBytes(PING),
+        dead: (why) => this.abandon(ws, 4001, "no answer to a ping", why),
+      },
+      {
+        intervalMs: this.options.livenessMs ?? DEFAULT_LIVENESS_MS,
+        timeoutMs: this.options.livenessTimeoutMs ?? DEFAULT_LIVENESS_TIMEOUT_MS,
+      },
+    );
+    this.liveness = liveness;
     ws.onmessage = (ev) => {
-      if (this.ws === ws) this.receive(ev.data);
+      if (this.ws !== ws) return;
+      liveness.heard();
+      this.receive(ev.data);
     };
     // Why this attempt failed, for the error of calls that time out waiting: ws says why in
     // its error event ("connect ECONNREFUSED ...", "Unexpected server response: 404"); a
@@ -355,17 +397,41 @@ export class BridgeChannel {
     pending.id = id;
     this.live.set(id, pending);
     this.ws?.send(bytes);
+    this.sentBytes += bytes.byteLength;
+    this.liveness?.callStarted();
   }
 
   private sendFrame(callId: number, body: CallBody): void {
+    this.sendBytes(encode(callId, body));
+  }
+
+  /** Sends on the open socket; returns the bytes sent (0 when it is not open). */
+  private sendBytes(bytes: Uint8Array): number {
     const ws = this.ws;
-    if (!ws || ws.readyState !== OPEN) return;
-    ws.send(encode(callId, body));
+    if (!ws || ws.readyState !== OPEN) return 0;
+    ws.send(bytes);
+    this.sentBytes += bytes.byteLength;
+    return bytes.byteLength;
+  }
+
+  /**
+   * Leaves a socket for dead and reconnects now. Its close handshake would wait for the
+   * server's Close frame, which a dead socket never brings (ws gives up after 30 s; Chromium had
+   * not after the 20 s test/e2e/resume-chromium.test.ts waited); the close event that comes
+   * eventually is ignored, as this.ws is no longer that socket.
+   */
+  private abandon(ws: WebSocketLike, code: number, reason: string, why = reason): void {
+    if (this.ws !== ws) return;
+    this.lastFailure = why;
+    ws.close(code, reason);
+    this.lost();
   }
 
   /** The socket is gone: re-queue what may be resent, fail the rest, reconnect. */
   private lost(): void {
     this.ws = undefined;
+    this.liveness?.stop();
+    this.liveness = undefined;
     this.helloValue = undefined;
     if (this.stateValue === "closed") return;
     this.failAll(
@@ -418,6 +484,12 @@ export class BridgeChannel {
     this.options.onState?.(state);
   }
 }
+
+/** ClientFrame { call_id: 0, ping: {} }: a liveness probe, not a call (docs/protocol.md §6). */
+const PING = toBinary(
+  ClientFrameSchema,
+  create(ClientFrameSchema, { body: { case: "ping", value: {} } }),
+);
 
 function encode(
   callId: number,

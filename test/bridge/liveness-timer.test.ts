@@ -102,6 +102,21 @@ describe("Liveness (the bridge client's probe timer)", () => {
     expect(ch.pings).toBe(1);
   });
 
+  it("a frame that arrived while the process was busy past the timeout is read before the verdict", async () => {
+    const { ch, liveness } = make();
+    liveness.callStarted();
+    await until(() => ch.pings === 1, "the Ping");
+    // The answer is read only after the timers that fall due meanwhile (setImmediate runs after
+    // Node's timer phase, as a socket's data does), and the process is busy past the timeout.
+    setImmediate(() => liveness.heard());
+    const busyUntil = performance.now() + TIMEOUT_MS + 100;
+    while (performance.now() < busyUntil) {
+      // busy
+    }
+    await sleep(2 * INTERVAL_MS);
+    expect(ch.dead).toBeUndefined();
+  });
+
   it("no call running: no Ping at all; the next call probes a socket quiet for an interval at once", async () => {
     const { ch, liveness } = make();
     ch.running = false;

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Liveness } from "../../src/bridge/client/liveness.js";
+import { sleep, until } from "../support/wait.js";
 
 // The client's liveness timer alone, on real timers, fed what the channel would feed it. Over
 // real sockets (test/bridge/liveness.test.ts) the client's own upload cannot be held in its
@@ -7,16 +8,6 @@ import { Liveness } from "../../src/bridge/client/liveness.js";
 
 const INTERVAL_MS = 30;
 const TIMEOUT_MS = 500;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await sleep(5);
-  }
-}
 
 /** A channel as Liveness sees it: calls running or not, bytes that left, Pings and a verdict. */
 function fakeChannel() {

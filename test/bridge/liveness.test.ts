@@ -10,6 +10,7 @@ import {
 import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import { newDevice } from "../contract/calls.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { sleep, until } from "../support/wait.js";
 
 // docs/protocol.md §6, liveness: a bridge connection that dies silently (no FIN, no RST) sends
 // no close event to a browser, so the client library probes it with a Ping while a call runs.
@@ -23,16 +24,6 @@ const LIVENESS_MS = 50;
 const LIVENESS_TIMEOUT_MS = 1000;
 /** A ClientFrame { ping } in a masked ws frame: 2 bytes of header, 4 of mask, 2 of payload. */
 const PING_WIRE_BYTES = 8;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await sleep(5);
-  }
-}
 
 function textOfParts(parts: ReplyPart[]): string {
   return parts.map((p) => (p.kind === "text" ? p.text : "")).join("");

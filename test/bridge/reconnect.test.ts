@@ -14,6 +14,7 @@ import { RequestPhase } from "../../src/gen/streaming_pb.js";
 import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import { newDevice } from "../contract/calls.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { sleep, until } from "../support/wait.js";
 
 // docs/protocol.md §6, the reconnect guarantee, through the client library: a TCP proxy
 // between client and server cuts the connection (both halves destroyed, bytes in
@@ -21,16 +22,6 @@ import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 // while a reply streams.
 
 const ECHO_DELAY_MS = 20;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await sleep(5);
-  }
-}
-
 function textOf(parts: ReplyPart[]): string {
   return parts.map((p) => (p.kind === "text" ? p.text : "")).join("");
 }

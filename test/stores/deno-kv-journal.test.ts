@@ -39,6 +39,21 @@ for (const [name, path] of [
     const journal = createDenoKvJournal({ kv, pollMs: 10 });
     afterAll(() => kv.close());
 
+    it("a writer whose journal another process opened again writes nothing into the new one", async () => {
+      const k = key();
+      await journal.open(k, "turn-a", 5000);
+      await journal.append(k, 0, enc.encode("a0"), 5000);
+      // Another process (another journal over the same database) opens the reply anew.
+      const other = createDenoKvJournal({ kv });
+      await other.open(k, "turn-b", 5000);
+      await other.append(k, 0, enc.encode("b0"), 5000);
+      // The first writer's next frame is refused (its head changed under it), never merged.
+      await expect(journal.append(k, 1, enc.encode("a1"), 5000)).rejects.toThrow(/did not land/);
+      expect(await other.head(k)).toEqual({ turnId: "turn-b", frames: 1, end: undefined });
+      await other.end(k, { code: 0, message: "RESPONSE_COMPLETED" }, 5000);
+      expect((await readAll(other, k, 0)).map(text)).toEqual(["b0", "end 0"]);
+    });
+
     it("replays from a cursor to the end; frames over one KV value come back whole", async () => {
       const k = key();
       const big = enc.encode("x".repeat(150_000));

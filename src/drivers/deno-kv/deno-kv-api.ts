@@ -12,7 +12,8 @@ export interface DenoKvAtomic {
   set(key: DenoKvKey, value: unknown, options?: { expireIn?: number }): DenoKvAtomic;
   delete(key: DenoKvKey): DenoKvAtomic;
   sum(key: DenoKvKey, n: bigint): DenoKvAtomic;
-  commit(): Promise<{ ok: boolean }>;
+  /** `versionstamp`: of every key the write set, when it landed. */
+  commit(): Promise<{ ok: boolean; versionstamp?: string }>;
 }
 export interface DenoKv {
   get(key: DenoKvKey): Promise<DenoKvEntry>;

@@ -49,21 +49,34 @@ export function createDenoKvJournal(options: DenoKvJournalOptions): ReplyJournal
     return head && head.x > Date.now() ? head : null;
   };
   const commit = async (op: DenoKvAtomic) => {
-    if (!(await op.commit()).ok) throw new Error("deno kv: a journal write did not land");
+    const res = await op.commit();
+    if (!res.ok) throw new Error("deno kv: a journal write did not land");
+    return res.versionstamp ?? null;
+  };
+  // The heads of the replies this process writes, with their versionstamps: a frame is one
+  // checked write, without reading the head first (a reply has one writer; the check keeps
+  // it honest if another process opened the journal again). Halves the KV operations per frame.
+  const writing = new Map<string, { head: Head; versionstamp: string | null }>();
+  const id = (k: SessionKey) => `${k.hardwareId}\u0000${k.sessionId}`;
+  const writerHead = async (k: SessionKey) => {
+    const known = writing.get(id(k));
+    if (known) return known;
+    const e = await kv.get(headKey(k));
+    const head = e.value as Head | null;
+    return head && head.x > Date.now() ? { head, versionstamp: e.versionstamp } : undefined;
   };
   return {
     async open(key, turnId, ttlMs) {
       const op = kv.atomic();
       for await (const e of kv.list({ prefix: base(key) })) op.delete(e.key);
-      await commit(
-        op.set(headKey(key), { t: turnId, n: 0, x: Date.now() + ttlMs } satisfies Head, {
-          expireIn: ttlMs,
-        }),
-      );
+      const head: Head = { t: turnId, n: 0, x: Date.now() + ttlMs };
+      const versionstamp = await commit(op.set(headKey(key), head, { expireIn: ttlMs }));
+      writing.set(id(key), { head, versionstamp });
     },
     async append(key, index, bytes, ttlMs) {
-      const head = await readHead(key);
-      if (!head || head.end || index !== head.n) return;
+      const w = await writerHead(key);
+      if (!w || w.head.end || index !== w.head.n) return;
+      const { head } = w;
       const parts = Math.max(1, Math.ceil(bytes.length / PART_BYTES));
       if (parts > MAX_PARTS) {
         throw resourceExhausted(
@@ -71,16 +84,22 @@ export function createDenoKvJournal(options: DenoKvJournalOptions): ReplyJournal
           `reply frame ${index} is ${bytes.length} bytes, more than one Deno KV write holds`,
         );
       }
-      const op = kv.atomic();
+      const op = kv.atomic().check({ key: headKey(key), versionstamp: w.versionstamp });
       for (let p = 0; p < parts; p++) {
         const part = bytes.slice(p * PART_BYTES, (p + 1) * PART_BYTES);
         op.set([...framesOf(key), index, p], part, { expireIn: ttlMs });
       }
-      await commit(
-        op.set(headKey(key), { ...head, n: index + 1, x: Date.now() + ttlMs }, { expireIn: ttlMs }),
-      );
+      const next: Head = { ...head, n: index + 1, x: Date.now() + ttlMs };
+      try {
+        const versionstamp = await commit(op.set(headKey(key), next, { expireIn: ttlMs }));
+        writing.set(id(key), { head: next, versionstamp });
+      } catch (err) {
+        writing.delete(id(key));
+        throw err;
+      }
     },
     async end(key, end, ttlMs) {
+      writing.delete(id(key));
       const head = await readHead(key);
       if (!head || head.end) return;
       // Frames were set with the window from their own write: renew them from the end.

@@ -59,19 +59,24 @@ export function commitCases(caps: Capabilities, target: () => Target): void {
       expect(replyText(r)).toBe("alpha beta gamma");
     });
 
-    it("100 concurrent COMMITs: exactly one reply, 99 ALREADY_EXISTS", async () => {
-      const client = clientFor(target());
+    it("concurrent COMMITs of one session (100): exactly one reply, the rest ALREADY_EXISTS", async () => {
+      const t = target();
+      const client = clientFor(t);
       const hw = newDevice();
       const sid = newSession();
       await streamAudio(client, collect(hw, sid, 1, "only once"));
+      // Each COMMIT takes a reply slot before the store is asked (one over the slots is
+      // RESOURCE_EXHAUSTED with its buffer left for the retry: limits case): 100, or as many as
+      // a run with fewer slots has.
+      const n = Math.min(100, t.limits.maxConcurrentReplies);
       const results = await Promise.all(
-        Array.from({ length: 100 }, () => streamAudio(client, commit(hw, sid))),
+        Array.from({ length: n }, () => streamAudio(client, commit(hw, sid))),
       );
       const ok = results.filter((r) => r.code === undefined);
       const dup = results.filter((r) => r.code === Code.AlreadyExists);
       const outcomes = results.map((r) => `${r.code ?? "ok"} ${r.message.slice(0, 60)}`);
       expect(ok.length, outcomes.join("\n")).toBe(1);
-      expect(dup.length, outcomes.filter((o) => !o.startsWith("6 ")).join("\n")).toBe(99);
+      expect(dup.length, outcomes.filter((o) => !o.startsWith("6 ")).join("\n")).toBe(n - 1);
       expect(replyText(ok[0] as (typeof ok)[0])).toBe("only once");
       for (const r of dup) {
         expect(r.message).toBe(`session ${sid} is already committed`);

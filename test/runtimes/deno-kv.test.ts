@@ -11,9 +11,22 @@ import { limitsEnv, type SpawnedRuntime, spawnRuntime } from "../support/spawn-r
 
 // Deno with PTT_STORE=deno-kv on a file: the contract suite over one transport (the store is
 // what differs; every transport reaches it the same way), and a hold that survives a restart.
+//
+// Fewer reply slots than the other runs: the limits case fills every slot with long replies
+// of one device, and here each COMMIT is a transaction on an SQLite file and each of the
+// echo's reply frames (one per word, every 5 ms) another. 120 such replies started at about 5
+// a second on a loaded 2-core machine (the case timed out at 30 s with 107 running); 40 fill
+// the slots in a few seconds and test the same rule.
+const LIMITS = {
+  ...TEST_LIMITS,
+  maxConcurrentReplies: 40,
+  maxRepliesPerDevice: 40,
+  maxRepliesPerConnection: 40,
+};
+
 async function startDeno(dir: string): Promise<SpawnedRuntime> {
   const env = {
-    ...limitsEnv(TEST_LIMITS),
+    ...limitsEnv(LIMITS),
     PTT_ECHO_DELAY_MS: String(TEST_ECHO_DELAY_MS),
     PTT_GRACE_MS: "0",
     PTT_STORE: "deno-kv",
@@ -26,7 +39,7 @@ function connectTarget(rt: SpawnedRuntime, name: string): Target {
   return {
     name,
     transport: createConnectTransport({ baseUrl: rt.url, httpVersion: "1.1" }),
-    limits: TEST_LIMITS,
+    limits: LIMITS,
     echoDelayMs: TEST_ECHO_DELAY_MS,
   };
 }

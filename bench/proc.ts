@@ -24,14 +24,21 @@ export const hasTaskset = (() => {
   }
 })();
 
-/** The command line that runs a TypeScript file on a runtime (Node through tsx's loader). */
+/**
+ * The command line that runs a script on a runtime: on Node, TypeScript through tsx's loader
+ * and JavaScript (the build in dist/, as `npm start` runs it) as it is.
+ */
 export function runtimeCommand(
   runtime: Runtime,
   script: string,
   nodeFlags: string[] = [],
 ): string[] {
   const file = resolve(ROOT, script);
-  if (runtime === "node") return [NODE, ...nodeFlags, "--import", "tsx", file];
+  if (runtime === "node") {
+    return file.endsWith(".ts")
+      ? [NODE, ...nodeFlags, "--import", "tsx", file]
+      : [NODE, ...nodeFlags, file];
+  }
   if (runtime === "bun") return [BUN, file];
   return [DENO, ...DENO_FLAGS, file];
 }
@@ -88,13 +95,15 @@ export function startServer(o: StartOptions): Promise<Server> {
       const plain = /LISTENING (\d+)/.exec(out);
       const ptt = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
       const grpc = /gRPC on http:\/\/[^:]+:(\d+)/.exec(out);
+      // Node's ptt-edge (npm start): gRPC on the same port, said once the whole line is out.
+      const samePort = /gRPC \(h2c\) on the same port/.test(out);
       let port: number | undefined;
       let httpPort: number | undefined;
       if (plain) port = httpPort = Number(plain[1]);
       else if (ptt && grpc) {
         port = Number(grpc[1]);
         httpPort = Number(ptt[1]);
-      }
+      } else if (ptt && samePort) port = httpPort = Number(ptt[1]);
       if (port === undefined || httpPort === undefined) return;
       clearTimeout(timer);
       child.removeAllListeners("exit");

@@ -63,7 +63,7 @@ function forbidden(reason: string): Response {
 }
 
 /** The same request without some headers (a fetch Request's own headers are immutable). */
-function withoutHeaders(req: Request, names: string[]): Request {
+function withoutHeaders(req: Request, names: readonly string[]): Request {
   const headers = new Headers(req.headers);
   for (const name of names) headers.delete(name);
   return new Request(req, { headers });

@@ -27,6 +27,17 @@ type Names = ReturnType<Headers["keys"]>;
 export class FastHeaders implements Headers {
   private readonly map = new Map<string, string>();
   private cookies: string[] | undefined;
+  /** True while the map's insertion order is name order (names are mostly set in it). */
+  private inOrder = true;
+  private lastName = "";
+
+  private put(n: string, v: string): void {
+    if (this.inOrder && !this.map.has(n)) {
+      if (n < this.lastName) this.inOrder = false;
+      else this.lastName = n;
+    }
+    this.map.set(n, v);
+  }
 
   append(name: string, value: string): void {
     const n = headerName(name);
@@ -37,14 +48,14 @@ export class FastHeaders implements Headers {
       return;
     }
     const old = this.map.get(n);
-    this.map.set(n, old === undefined ? v : `${old}, ${v}`);
+    this.put(n, old === undefined ? v : `${old}, ${v}`);
   }
 
   set(name: string, value: string): void {
     const n = headerName(name);
     const v = headerValue(value);
     if (n === "set-cookie") this.cookies = [v];
-    else this.map.set(n, v);
+    else this.put(n, v);
   }
 
   get(name: string): string | null {
@@ -80,6 +91,13 @@ export class FastHeaders implements Headers {
     callback: (value: string, key: string, parent: Headers) => void,
     thisArg?: unknown,
   ): void {
+    // The common case (the ack's two trailers) without building and sorting a list.
+    if (this.inOrder && this.cookies === undefined) {
+      for (const [name, value] of this.map) {
+        callback.call(thisArg, value, name, this as unknown as Headers);
+      }
+      return;
+    }
     for (const [name, value] of this.list()) {
       callback.call(thisArg, value, name, this as unknown as Headers);
     }

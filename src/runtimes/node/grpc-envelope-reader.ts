@@ -28,32 +28,46 @@ export class EnvelopeReader {
   push(chunk: Uint8Array): readonly Envelope[] {
     const out = this.ready;
     out.length = 0;
+    // The usual request: one DATA chunk that is exactly one whole envelope. Its message is a
+    // view of the chunk, without queueing it.
+    if (this.buffered === 0 && this.need < 0 && chunk.byteLength >= 5) {
+      const size = this.sizeOf(chunk);
+      if (chunk.byteLength === 5 + size) {
+        out.push({ flags: chunk[0] as number, data: chunk.subarray(5) });
+        return out;
+      }
+    }
     this.chunks.push(chunk);
     this.buffered += chunk.byteLength;
     for (;;) {
       if (this.need < 0) {
         if (this.buffered < 5) return out;
         const head = this.take(5);
-        const length =
-          ((head[1] as number) << 24) |
-          ((head[2] as number) << 16) |
-          ((head[3] as number) << 8) |
-          (head[4] as number);
-        const size = length >>> 0;
-        if (size > this.readMaxBytes) {
-          // connect-es assertReadMaxBytes(readMaxBytes, length, true)
-          throw new ConnectError(
-            `message size ${size} is larger than configured readMaxBytes ${this.readMaxBytes}`,
-            Code.ResourceExhausted,
-          );
-        }
+        this.need = this.sizeOf(head);
         this.flags = head[0] as number;
-        this.need = size;
       }
       if (this.buffered < this.need) return out;
       out.push({ flags: this.flags, data: this.take(this.need) });
       this.need = -1;
     }
+  }
+
+  /** The message length a 5-byte prefix declares; throws when it is over the limit. */
+  private sizeOf(head: Uint8Array): number {
+    const size =
+      (((head[1] as number) << 24) |
+        ((head[2] as number) << 16) |
+        ((head[3] as number) << 8) |
+        (head[4] as number)) >>>
+      0;
+    if (size > this.readMaxBytes) {
+      // connect-es assertReadMaxBytes(readMaxBytes, length, true)
+      throw new ConnectError(
+        `message size ${size} is larger than configured readMaxBytes ${this.readMaxBytes}`,
+        Code.ResourceExhausted,
+      );
+    }
+    return size;
   }
 
   /**

@@ -1,10 +1,10 @@
 import * as http2 from "node:http2";
-import { create, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMessage, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type MethodImplSpec } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { CallTransport } from "../../core/call-transport.js";
-import { BINARY_READ_OPTIONS, decodeError, standInRequest } from "../../core/request-decoding.js";
+import { decodeError, standInRequest } from "../../core/request-decoding.js";
 import { ABORTED, FastHandlerContext } from "./fast-context.js";
 import { type Envelope, EnvelopeReader } from "./grpc-envelope-reader.js";
 
@@ -27,6 +27,8 @@ export interface CallOptions {
 
 export interface Route {
   spec: MethodImplSpec;
+  /** The request message from its bytes. */
+  decode: (bytes: Uint8Array) => unknown;
   /** How connect names the kind in "missing input message for <kind> method". */
   kindName: string;
   /** A server-streaming method's calls of one frame, without its generator (OneFrameImpl). */
@@ -54,6 +56,10 @@ function onStreamEnd(this: CallStream) {
 function onStreamClose(this: CallStream) {
   this[CALL]?.onClose();
 }
+function onWantTrailers(this: CallStream) {
+  const trailers = this[CALL]?.trailers;
+  if (trailers && !this.closed) this.sendTrailers(trailers);
+}
 
 export class FastCall implements CallTransport {
   /** The HTTP/2 connection: reply slots are shared fairly between connections. */
@@ -70,6 +76,8 @@ export class FastCall implements CallTransport {
   private headersSent = false;
   private closed = false;
   private done = false;
+  /** Set when the call ends; sent when node:http2 asks for them (onWantTrailers). */
+  trailers: http2.OutgoingHttpHeaders | undefined;
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
@@ -103,11 +111,12 @@ export class FastCall implements CallTransport {
   start(refusal?: ConnectError): void {
     const { stream } = this;
     // Listeners shared by every call (no closures per call): they find the call on the stream.
+    // 'close' and 'end' come once per stream: `on`, as `once` wraps each listener anew.
     (stream as CallStream)[CALL] = this;
     stream.on("error", ignore);
-    stream.once("close", onStreamClose);
+    stream.on("close", onStreamClose);
     stream.on("data", onStreamData);
-    stream.once("end", onStreamEnd);
+    stream.on("end", onStreamEnd);
     // connect raises a bad grpc-timeout where it reads the request: the same code and frames.
     if (refusal) this.fail(refusal);
     else if (this.timeoutError) this.failDecoding(this.timeoutError);
@@ -123,7 +132,7 @@ export class FastCall implements CallTransport {
   }
 
   private accept(env: Envelope): void {
-    const { spec, kindName } = this.route;
+    const { kindName } = this.route;
     if (env.flags === COMPRESSED_FLAG) {
       // Only an identity request reaches the fast path: connect's words (decodeError maps them).
       throw new ConnectError(
@@ -146,7 +155,7 @@ export class FastCall implements CallTransport {
     }
     let message: unknown;
     try {
-      message = fromBinary(spec.method.input, env.data, BINARY_READ_OPTIONS);
+      message = this.route.decode(env.data);
     } catch (e) {
       throw new ConnectError(
         `parse binary: ${e instanceof Error ? e.message : String(e)}`,
@@ -222,21 +231,26 @@ export class FastCall implements CallTransport {
     try {
       if (spec.kind === "unary") {
         const res = await spec.impl(this.input as never, this.ctx);
-        await this.send(output, res);
+        const sending = this.send(output, res);
+        if (sending) await sending;
       } else if (spec.kind === "server_streaming") {
         const one = this.route.oneFrame
           ? await this.route.oneFrame(this.input as never, this.ctx)
           : undefined;
         if (one !== undefined) {
           // The generator's one yield and its throw, in the same order.
-          if (one.frame !== undefined) await this.send(output, one.frame);
+          if (one.frame !== undefined) {
+            const sending = this.send(output, one.frame);
+            if (sending) await sending;
+          }
           this.end(one.error);
           return;
         }
         const it = spec.impl(this.input as never, this.ctx)[Symbol.asyncIterator]();
         try {
           for (let r = await it.next(); r.done !== true; r = await it.next()) {
-            await this.send(output, r.value);
+            const sending = this.send(output, r.value);
+            if (sending) await sending;
             if (this.closed) break;
           }
         } finally {
@@ -250,8 +264,12 @@ export class FastCall implements CallTransport {
     }
   }
 
-  private async send(desc: DescMessage, value: unknown): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Writes one message; returns a promise only when the caller must wait (compression, or
+   * the stream's buffer is full), so the common call takes no extra turn of the microtask queue.
+   */
+  private send(desc: DescMessage, value: unknown): Promise<void> | undefined {
+    if (this.closed) return undefined;
     let data: Uint8Array;
     try {
       data = this.encoded?.get(value) ?? toBinary(desc, create(desc, value as never));
@@ -259,18 +277,20 @@ export class FastCall implements CallTransport {
       const m = e instanceof Error ? e.message : String(e);
       throw new ConnectError(`serialize binary: ${m}`, Code.Internal);
     }
-    let flags = 0;
     if (this.compression && data.byteLength >= COMPRESS_MIN_BYTES) {
-      data = await this.compression.compress(data);
-      flags = COMPRESSED_FLAG;
+      return this.compression.compress(data).then((c) => this.write(COMPRESSED_FLAG, c));
     }
+    return this.write(0, data);
+  }
+
+  private write(flags: number, data: Uint8Array): Promise<void> | undefined {
     const frame = Buffer.allocUnsafe(5 + data.byteLength);
     frame[0] = flags;
     frame.writeUInt32BE(data.byteLength, 1);
     frame.set(data, 5);
     this.respond();
-    if (this.closed || this.stream.write(frame)) return;
-    await new Promise<void>((resolve) => {
+    if (this.closed || this.stream.write(frame)) return undefined;
+    return new Promise<void>((resolve) => {
       const go = () => {
         this.stream.off("drain", go);
         this.stream.off("close", go);
@@ -312,9 +332,8 @@ export class FastCall implements CallTransport {
       trailers[name] = value;
     });
     this.respond();
-    this.stream.once("wantTrailers", () => {
-      if (!this.stream.closed) this.stream.sendTrailers(trailers);
-    });
+    this.trailers = trailers;
+    this.stream.on("wantTrailers", onWantTrailers);
     this.stream.end();
   }
 }

@@ -1,9 +1,10 @@
 import type * as http2 from "node:http2";
-import { type DescService, toBinary } from "@bufbuild/protobuf";
+import { type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
 import { type Compression, compressionNegotiate } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { PttCore } from "../../core/ptt-core.js";
+import { BINARY_READ_OPTIONS } from "../../core/request-decoding.js";
 import {
   CANCEL_ACK_FRAME,
   COLLECT_ACK_FRAME,
@@ -46,7 +47,9 @@ export function createGrpcFastPath<S extends DescService>(
     if (m.kind !== "unary" && m.kind !== "server_streaming") continue;
     const kindName = m.kind === "unary" ? "unary" : "server-streaming";
     const oneFrame = m.kind === "server_streaming" ? options.oneFrame?.[m.method.name] : undefined;
-    routes.set(`/${service.typeName}/${m.method.name}`, { spec: m, kindName, oneFrame });
+    const input = m.method.input;
+    const decode = (bytes: Uint8Array) => fromBinary(input, bytes, BINARY_READ_OPTIONS);
+    routes.set(`/${service.typeName}/${m.method.name}`, { spec: m, kindName, oneFrame, decode });
   }
   const accept = options.acceptCompression ?? [compressionGzip, compressionBrotli];
   const negotiate = negotiator(accept);
@@ -96,7 +99,10 @@ export function installStreamHandler(server: http2.Http2Server, handle: StreamHa
 /** The first handler that takes the stream takes it. */
 export function firstOf(...handlers: (StreamHandler | undefined)[]): StreamHandler {
   const list = handlers.filter((h): h is StreamHandler => h !== undefined);
-  return (stream, headers) => list.some((h) => h(stream, headers));
+  return (stream, headers) => {
+    for (const h of list) if (h(stream, headers)) return true;
+    return false;
+  };
 }
 
 /** connect's compressionNegotiate for an identity request, memoised per grpc-accept-encoding. */

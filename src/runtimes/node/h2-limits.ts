@@ -90,10 +90,11 @@ export function guardH2Server(
     const idle = (stream.session as TrackedSession | undefined)?.[IDLE];
     if (idle) idle.streams++;
     s[TRACKED] = { at: Date.now(), idle };
-    s.once("close", onClose);
+    // Each comes once per stream: `on`, as `once` wraps the listener anew for every stream.
+    s.on("close", onClose);
     if (!stream.readableEnded) {
       receiving.add(s);
-      s.once("end", onEnd);
+      s.on("end", onEnd);
     }
     return false;
   };

@@ -27,7 +27,7 @@ export interface CallOptions {
 
 export interface Route {
   spec: MethodImplSpec;
-  /** The request message from its bytes. */
+  /** The request message from its bytes: fromBinary, or the same faster (decoders option). */
   decode: (bytes: Uint8Array) => unknown;
   /** How connect names the kind in "missing input message for <kind> method". */
   kindName: string;

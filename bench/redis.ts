@@ -22,7 +22,7 @@ export interface RedisBench {
 }
 
 /** Acks/s for `seconds`: IN_FLIGHT loops per connection, each its own device and session. */
-async function acksPerSecond(port: number, seconds: number): Promise<number> {
+export async function acksPerSecond(port: number, seconds: number): Promise<number> {
   const sessions = await Promise.all(Array.from({ length: CONNECTIONS }, () => h2session(port)));
   const until = performance.now() + seconds * 1000;
   let acks = 0;

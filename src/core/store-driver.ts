@@ -38,8 +38,10 @@ import type { SessionKey, SessionRecord } from "./session.js";
  * - Failures that are not the engine's refusals (storage down, conflicts that never end)
  *   reject with a ConnectError, Code.Unavailable (core's storeUnavailable / unavailable).
  *
- * Round trips: a shared driver needs one read and one conditional write per step (two
- * round trips per COLLECT), plus a re-read and a re-write per conflict.
+ * Round trips: a shared driver needs a read and a conditional write per step, plus a re-read
+ * and a re-write per conflict; one that keeps its last view of a device and whose write returns
+ * the device on a conflict (Redis) makes the steps that find the device as it left it one
+ * round trip (the chunks of a hold reaching the same instance).
  */
 export interface StoreDriver {
   /**

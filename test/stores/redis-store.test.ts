@@ -1,12 +1,18 @@
-import { afterAll, beforeAll } from "vitest";
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { SessionStore } from "../../src/core/ports.js";
 import { silentLogger } from "../../src/core/ptt-core.js";
+import type { Chunk } from "../../src/core/session.js";
 import { createSessionStore } from "../../src/core/session-engine.js";
 import {
   openRedisConnections,
   type RedisConnections,
 } from "../../src/drivers/redis/redis-connection.js";
 import { createRedisDriver } from "../../src/drivers/redis/redis-driver.js";
-import { testStore } from "../contract/store.js";
+import { STEP } from "../../src/drivers/redis/redis-lua.js";
+import { ChunkMode } from "../../src/gen/streaming_pb.js";
+import { STORE_TEST_LIMITS, testStore } from "../contract/store.js";
+import { ManualClock } from "../support/manual-clock.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 
 let redis: RedisServer;
@@ -36,3 +42,128 @@ testStore("redis", ({ limits, clock }) =>
     }),
   }),
 );
+
+describe("redis store: Redis specifics", () => {
+  const opened: SessionStore[] = [];
+  afterAll(async () => {
+    for (const s of opened) await s.close();
+  });
+
+  /** One "instance": its own driver (and view of the devices) on the shared connection. */
+  function instance(prefix: string, limits = STORE_TEST_LIMITS, clock = new ManualClock()) {
+    const store = createSessionStore({
+      limits,
+      clock,
+      // Gauges never too old here: a loaded machine must not add reads to the counts below.
+      driver: createRedisDriver({
+        client: conn.client,
+        prefix,
+        logger: silentLogger,
+        gaugesMaxAgeMs: 60_000,
+      }),
+    });
+    opened.push(store);
+    return store;
+  }
+
+  const key = (hardwareId = `redis-dev-${Math.random().toString(36).slice(2, 8)}`) => ({
+    hardwareId,
+    sessionId: crypto.randomUUID(),
+  });
+  const delta = (seq: number, text: string): Chunk => ({ seq, mode: ChunkMode.DELTA, text });
+
+  it("a hold's chunks after its first are one round trip each (one STEP script, nothing else awaited)", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const store = instance(prefix);
+    await store.collect(key(), delta(1, "warm-up")); // the scripts are loaded (NOSCRIPT once)
+    const monitor = conn.client.duplicate();
+    await monitor.connect();
+    const lines: string[] = [];
+    await monitor.monitor((line) => lines.push(String(line)));
+    try {
+      const k = key();
+      for (let seq = 1; seq <= 10; seq++) await store.collect(k, delta(seq, `${seq} `));
+      const marker = `done-${crypto.randomUUID()}`;
+      await conn.client.sendCommand(["ECHO", marker]);
+      await vi.waitFor(() => expect(lines.some((l) => l.includes(marker))).toBe(true));
+      const steps = lines.filter((l) => l.toLowerCase().includes(`"evalsha" "${STEP.sha}"`));
+      const reads = lines.filter((l) => /"hmget"/i.test(l) && !l.includes("lua]"));
+      // The first chunk: a read (STEP that writes nothing, and the gauges), then its write.
+      expect(steps).toHaveLength(11);
+      expect(reads).toHaveLength(1); // beside the first read, in the same round trip
+      expect((await store.commit(k, [], "t")).text).toBe("1 2 3 4 5 6 7 8 9 10 ");
+    } finally {
+      await monitor.close();
+    }
+  });
+
+  it("two instances alternating a hold's chunks: each step on a stale view runs again on what Redis had", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const [a, b] = [instance(prefix), instance(prefix)];
+    const k = key();
+    for (let seq = 1; seq <= 20; seq++) {
+      const r = await (seq % 2 ? a : b).collect(k, delta(seq, `${seq},`));
+      expect(r).toMatchObject({ outcome: "accepted", created: seq === 1, lastSeq: seq });
+    }
+    const turn = await a.commit(k, [], "t");
+    expect(turn.text).toBe(Array.from({ length: 20 }, (_, i) => `${i + 1},`).join(""));
+    // b's view still has the hold open: its step runs again on the tombstone, and refuses.
+    await expect(b.collect(k, delta(21, "late"))).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+    });
+  });
+
+  it("a device deleted and created again by another instance: a view of its old self never lands", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const clockB = new ManualClock();
+    const [a, b] = [instance(prefix), instance(prefix, STORE_TEST_LIMITS, clockB)];
+    const hw = key().hardwareId;
+    const old = key(hw);
+    await a.collect(old, delta(1, "old "));
+    // On b: cancelled, forgotten after the tombstone TTL (the device's keys are gone), and the
+    // device created again by a new hold: its write count starts over.
+    expect(await b.cancel(old)).toBe("cancelled");
+    clockB.advance(STORE_TEST_LIMITS.tombstoneTtlMs + 1);
+    await b.sweep();
+    await b.collect(key(hw), delta(1, "new"));
+    // a's view (the old hold open, one write) must not land on the new device's first write.
+    expect(await a.collect(old, delta(2, "again"))).toMatchObject({ created: true });
+    expect((await a.commit(old, [], "t")).text).toBe("again");
+  });
+
+  it("the open-session limits hold across instances", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const limits = {
+      ...STORE_TEST_LIMITS,
+      maxOpenSessionsPerDevice: 2,
+      maxOpenSessionsPerInstance: 3,
+    };
+    const [a, b] = [instance(prefix, limits), instance(prefix, limits)];
+    const hw = key().hardwareId;
+    await a.collect(key(hw), delta(1, "x"));
+    await b.collect(key(hw), delta(1, "x"));
+    await expect(a.collect(key(hw), delta(1, "x"))).rejects.toMatchObject({
+      rawMessage: /^max_open_sessions_per_device: /,
+    });
+    await b.collect(key(), delta(1, "x"));
+    await expect(a.collect(key(), delta(1, "x"))).rejects.toMatchObject({
+      rawMessage: /^max_open_sessions_per_instance: .* 3 open sessions$/,
+    });
+    expect(await a.stats()).toMatchObject({ openSessions: 3 });
+  });
+
+  it("within one instance the instance-wide limits are exact: concurrent admissions see each other", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const s = instance(prefix, { ...STORE_TEST_LIMITS, maxOpenSessionsPerInstance: 5 });
+    const settled = await Promise.allSettled(
+      Array.from({ length: 20 }, () => s.collect(key(), delta(1, "x"))),
+    );
+    expect(settled.filter((r) => r.status === "fulfilled")).toHaveLength(5);
+    for (const r of settled) {
+      if (r.status === "rejected") {
+        expect(r.reason).toMatchObject({ rawMessage: /^max_open_sessions_per_instance: / });
+      }
+    }
+    expect(await s.stats()).toEqual({ openSessions: 5, bufferedBytes: 5 });
+  });
+});

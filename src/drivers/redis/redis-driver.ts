@@ -1,8 +1,8 @@
 import { storeUnavailable, unavailable } from "../../core/errors.js";
 import type { Logger, StoreStats } from "../../core/ports.js";
-import type { SessionKey } from "../../core/session.js";
-import type { Step, StepRun, StoreDriver } from "../../core/store-driver.js";
-import { READ_STEP, WRITE_GLOBAL, WRITE_STEP } from "./redis-lua.js";
+import { bufferedBytes, type SessionKey, type SessionRecord } from "../../core/session.js";
+import type { Step, StepRun, StepWrite, StoreDriver } from "../../core/store-driver.js";
+import { STEP, WRITE_GLOBAL } from "./redis-lua.js";
 import { decodeRecord, encodeRecord } from "./redis-records.js";
 import type { AnyRedisClient } from "./redis-reply-bus.js";
 
@@ -11,41 +11,98 @@ export interface RedisDriverOptions {
   /** Every key starts with `<prefix>:`. */
   prefix: string;
   logger: Logger;
+  /** A step runs on gauges this fresh; older ones are read first (default 100 ms). */
+  gaugesMaxAgeMs?: number | undefined;
 }
 
 /** A device's steps that lose the version race this often in a row get UNAVAILABLE. */
 const MAX_ATTEMPTS = 50;
 /** Sessions one sweep takes from the due index. */
 const DUE_BATCH = 500;
+/** A step runs on gauges this fresh; older ones are read again first (a round trip). */
+const GAUGES_MAX_AGE_MS = 100;
+/** Devices whose last view this instance keeps, and the bytes of open holds in them. */
+const MAX_VIEWS = 10_000;
+const MAX_VIEW_BYTES = 64 * 1024 * 1024;
+/** A version no device has: a step without a view sends it, and gets the device back. */
+const NO_VERSION = "?";
+
+/** A device as of `version`, as this instance last read or wrote it: its next step's view. */
+interface DeviceView {
+  version: string;
+  open: Map<string, number>;
+  /** The session it was read or written for, and its record (undefined: none stored). */
+  sessionId: string;
+  record: SessionRecord | undefined;
+  /** Buffered bytes of the record, for MAX_VIEW_BYTES. */
+  bytes: number;
+}
+
+/** A step's gauge changes, counted in the views of other steps until Redis has them. */
+interface Delta {
+  open: number;
+  bytes: number;
+  /** The gauges batch that carries it; Infinity until it is sent. */
+  batch: number;
+}
+
+/** Gauge and due-index changes of the writes that landed since the last batch was sent. */
+interface Batch {
+  open: number;
+  bytes: number;
+  keep: number;
+  /** member → its new dueAt, or null: out of the index (the last change of a member wins). */
+  due: Map<string, number | null>;
+  deltas: Delta[];
+}
 
 /**
  * The session engine's driver on Redis (store-driver.ts). Key layout, `P` the prefix:
  *
- *   P:{hw}          hash   v: the device's version; o:<session>: an open session's deadline
+ *   P:{hw}          hash   g, v: the device's version; o:<session>: an open session's deadline
  *   P:{hw}:t        zset   the device's tombstones, by seal order (its oldest forgotten first)
  *   P:{hw}:<sess>   string one session's record (JSON), PX its keepMs
  *   P:{#}:gauges    hash   open, bytes: the instance-wide gauges, shared by every instance
  *   P:{#}:due       zset   "hw\nsession" by dueAt: what the sweepers look at
  *
- * A device's keys share the hash tag {hw} (one cluster slot), so a step is two round trips:
- * READ_STEP (hash + record, atomically), then WRITE_STEP, which writes only if the version is
- * still the one read and bumps it (otherwise the step reads again). The gauges and the due
- * index are updated by WRITE_GLOBAL right after a write lands, not awaited: it is pipelined on
- * the same connection, so this instance's next read sees it, and a step costs no third round
- * trip. Every key has a TTL of the longest-kept record in it, so abandoned holds and tombstones
- * leave nothing behind even when no instance is left to sweep.
+ * A device's keys share the hash tag {hw} (one cluster slot). A step is one script, STEP: it
+ * writes only if the device's version is still the one of the step's view, else returns the
+ * device as it is (the step runs again on that). The view is what this instance last read or
+ * wrote of the device (MAX_VIEWS of them), so the chunks of a hold that reach this instance
+ * are one round trip each; a step with no view (a new session here, a device another instance
+ * wrote, gauges older than GAUGES_MAX_AGE_MS) is two, as is each conflict.
+ *
+ * The gauges and the due index are updated by WRITE_GLOBAL after writes land, once for all the
+ * writes whose answers came in together and before their steps answer, not awaited: it is
+ * pipelined on the same connection, so this instance's next read sees it. Its answer (the
+ * gauges) is what the next steps run on, plus what the steps in flight here add: exact within
+ * one process; across instances, off by what the others admitted in the last
+ * GAUGES_MAX_AGE_MS. Every key has a TTL of the longest-kept record in it, so abandoned holds
+ * and tombstones leave nothing behind even when no instance is left to sweep.
  *
  * Steps of one device in this process run one after another (no version race among them);
- * instances race, and the loser reads again.
+ * instances race, and the loser runs again on what it got back.
  */
 export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
   const { client, prefix, logger } = options;
+  const gaugesMaxAge = options.gaugesMaxAgeMs ?? GAUGES_MAX_AGE_MS;
   const gaugesKey = `${prefix}:{#}:gauges`;
   const dueKey = `${prefix}:{#}:due`;
   const queues = new Map<string, Promise<unknown>>();
+  const views = new Map<string, DeviceView>();
+  let viewBytes = 0;
+  const writer = Math.random().toString(36).slice(2, 10);
+  let tokens = 0;
+
+  let seen: StoreStats = { openSessions: 0, bufferedBytes: 0 };
+  let seenAt = Number.NEGATIVE_INFINITY;
+  let seenUpTo = 0;
+  let sent = 0;
+  const pending = new Set<Delta>();
+  let batch: Batch | undefined;
 
   const deviceKey = (hw: string) => `${prefix}:{${hw}}`;
-  const member = (key: SessionKey) => `${key.hardwareId}\n${key.sessionId}`;
+  const member = (hw: string, sid: string) => `${hw}\n${sid}`;
 
   /** Runs `fn` after the device's earlier steps in this process. */
   function serial<T>(hw: string, fn: () => Promise<T>): Promise<T> {
@@ -62,98 +119,228 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     return run;
   }
 
-  function global(args: string[]): void {
-    WRITE_GLOBAL.run(client, [gaugesKey, dueKey], args).catch((err: unknown) => {
-      logger.warn("redis: gauges and due index not updated", { error: String(err) });
-    });
-  }
-
-  async function readGauges(): Promise<StoreStats> {
-    const [open, bytes] = await client.hmGet(gaugesKey, ["open", "bytes"]);
-    return {
+  /** The gauges as Redis answered `upTo` batches ago, unless a later answer came first. */
+  function saw(upTo: number, open: unknown, bytes: unknown): void {
+    if (upTo < seenUpTo) return;
+    seenUpTo = upTo;
+    seenAt = performance.now();
+    seen = {
       openSessions: Math.max(0, Number(open ?? 0)),
       bufferedBytes: Math.max(0, Number(bytes ?? 0)),
     };
+    for (const d of pending) if (d.batch <= upTo) pending.delete(d);
   }
 
-  /** One read, one conditional write: the Step that landed, or undefined on a conflict. */
-  async function attempt<A, S extends Step>(
+  /** The gauges a step runs on: Redis' last answer plus what this instance has not sent yet. */
+  function gaugesNow(): StoreStats {
+    let { openSessions, bufferedBytes } = seen;
+    for (const d of pending) {
+      openSessions += d.open;
+      bufferedBytes += d.bytes;
+    }
+    return { openSessions, bufferedBytes };
+  }
+
+  /** Sends the batch (reads of the gauges and of the due index send it first: they see it). */
+  function flush(): void {
+    const b = batch;
+    batch = undefined;
+    if (!b) return;
+    const no = ++sent;
+    for (const d of b.deltas) d.batch = no;
+    const adds: string[] = [];
+    const drops: string[] = [];
+    for (const [m, dueAt] of b.due) {
+      if (dueAt === null) drops.push(m);
+      else adds.push(m, String(dueAt));
+    }
+    const args = [String(b.open), String(b.bytes), String(b.keep), String(adds.length / 2)];
+    WRITE_GLOBAL.run(client, [gaugesKey, dueKey], args.concat(adds, drops)).then(
+      (out) => {
+        const [open, bytes] = out as [number, number];
+        saw(no, open, bytes);
+      },
+      (err: unknown) => {
+        for (const d of b.deltas) pending.delete(d); // Redis never got them
+        logger.warn("redis: gauges and due index not updated", { error: String(err) });
+      },
+    );
+  }
+
+  function toBatch(): Batch {
+    if (!batch) {
+      batch = { open: 0, bytes: 0, keep: 0, due: new Map(), deltas: [] };
+      // After the steps whose replies came in the same read (their continuations are queued
+      // already), before any of them answers its caller: the next read of another instance,
+      // made once a caller has its answer, sees the change.
+      queueMicrotask(flush);
+    }
+    return batch;
+  }
+
+  async function readGauges(): Promise<StoreStats> {
+    flush();
+    const upTo = sent;
+    const [open, bytes] = await client.hmGet(gaugesKey, ["open", "bytes"]);
+    saw(upTo, open, bytes);
+    return { ...seen };
+  }
+
+  function forgetView(hw: string): void {
+    const v = views.get(hw);
+    if (!v) return;
+    views.delete(hw);
+    viewBytes -= v.bytes;
+  }
+
+  /** Keeps `v` as the device's latest view (least recently used go first past the bounds). */
+  function keepView(hw: string, v: DeviceView): void {
+    forgetView(hw);
+    views.set(hw, v);
+    viewBytes += v.bytes;
+    for (const [oldest] of views) {
+      if (views.size <= MAX_VIEWS && viewBytes <= MAX_VIEW_BYTES) break;
+      forgetView(oldest);
+    }
+  }
+
+  /** The view in STEP's conflict answer: HGETALL of the device and the record. */
+  function viewOf(sid: string, fields: string[], raw: string | null): DeviceView {
+    let g = "";
+    let v = "0";
+    const open = new Map<string, number>();
+    for (let i = 0; i < fields.length; i += 2) {
+      const field = fields[i] as string;
+      if (field === "g") g = fields[i + 1] as string;
+      else if (field === "v") v = fields[i + 1] as string;
+      else if (field.startsWith("o:")) open.set(field.slice(2), Number(fields[i + 1]));
+    }
+    const record = raw ? decodeRecord(raw) : undefined;
+    return { version: `${g}.${v}`, open, sessionId: sid, record, bytes: sizeOf(record) };
+  }
+
+  function stepArgs(sid: string, version: string, write: StepWrite | undefined, dk: string) {
+    if (!write) return [version, sid, "none"];
+    const kind = write.record === null ? "del" : write.record.state === "open" ? "open" : "tomb";
+    return [
+      version,
+      sid,
+      kind,
+      write.record ? encodeRecord(write.record) : "",
+      String(write.dueAt),
+      String(keepOf(write)),
+      String(write.maxTombstones),
+      `${dk}:`,
+      `${writer}${(++tokens).toString(36)}`,
+    ];
+  }
+
+  async function runStep<A, S extends Step>(
     key: SessionKey,
     run: StepRun<A, S>,
     arg: A,
-  ): Promise<S | undefined> {
-    const dk = deviceKey(key.hardwareId);
-    const keys = [dk, `${dk}:t`, `${dk}:${key.sessionId}`];
-    let read: unknown;
-    let gauges: StoreStats;
+  ): Promise<S> {
+    const { hardwareId: hw, sessionId: sid } = key;
+    const dk = deviceKey(hw);
+    const keys = [dk, `${dk}:t`, `${dk}:${sid}`];
+    let view = views.get(hw);
+    if (view?.sessionId !== sid) view = undefined;
     try {
-      [read, gauges] = await Promise.all([READ_STEP.run(client, keys, []), readGauges()]);
+      if (!view || performance.now() - seenAt > gaugesMaxAge) {
+        const [out] = await Promise.all([
+          STEP.run(client, keys, [view?.version ?? NO_VERSION, sid, "none"]),
+          readGauges(),
+        ]);
+        const [ok, fields, raw] = out as [number, string[], string | null];
+        if (ok !== 1) view = viewOf(sid, fields, raw);
+      }
     } catch (err) {
+      forgetView(hw);
       throw storeUnavailable(err);
     }
-    const [fields, raw] = read as [string[], string | null];
-    let version = "0";
-    const deviceOpen = new Map<string, number>();
-    for (let i = 0; i < fields.length; i += 2) {
-      const field = fields[i] as string;
-      if (field === "v") version = fields[i + 1] as string;
-      else if (field.startsWith("o:")) deviceOpen.set(field.slice(2), Number(fields[i + 1]));
+    for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
+      const seenView = view as DeviceView;
+      const step = run(
+        { record: seenView.record, deviceOpen: seenView.open, gauges: gaugesNow() },
+        key,
+        arg,
+      );
+      const write = step.write;
+      let delta: Delta | undefined;
+      if (write && (write.openDelta !== 0 || write.bytesDelta !== 0)) {
+        delta = { open: write.openDelta, bytes: write.bytesDelta, batch: Infinity };
+        pending.add(delta); // other steps count it from now on (limits exact within a process)
+      }
+      let out: unknown[];
+      try {
+        out = (await STEP.run(
+          client,
+          keys,
+          stepArgs(sid, seenView.version, write, dk),
+        )) as unknown[];
+      } catch (err) {
+        if (delta) pending.delete(delta);
+        forgetView(hw);
+        throw storeUnavailable(err);
+      }
+      if (out[0] === 1) {
+        landed(key, seenView, write, out, delta);
+        return step;
+      }
+      if (delta) pending.delete(delta);
+      view = viewOf(sid, out[1] as string[], out[2] as string | null);
+      // Another instance wrote the device meanwhile: run again on what came back, after a
+      // short random pause once it keeps happening (instances stepping on each other in lockstep).
+      if (tries > 2) await new Promise((r) => setTimeout(r, Math.random() * tries));
     }
-    const record = raw ? decodeRecord(raw) : undefined;
-    const step = run({ record, deviceOpen, gauges }, key, arg);
-    const write = step.write;
+    forgetView(hw);
+    throw unavailable(
+      `session store: device ${hw} changed under ${MAX_ATTEMPTS} attempts in a row; retry`,
+    );
+  }
+
+  /** After STEP answered {1, version, forgotten...}: the new view, and the global changes. */
+  function landed(
+    key: SessionKey,
+    view: DeviceView,
+    write: StepWrite | undefined,
+    out: unknown[],
+    delta: Delta | undefined,
+  ): void {
+    const { hardwareId: hw, sessionId: sid } = key;
+    const m = member(hw, sid);
     if (!write) {
+      keepView(hw, view);
       // Listed as due, but its record is gone (its TTL ran out while no instance swept).
-      if (!record) global(["0", "0", "0", "", "0", member(key)]);
-      return step;
+      if (!view.record) toBatch().due.set(m, null);
+      return;
     }
-    const kind = write.record === null ? "del" : write.record.state === "open" ? "open" : "tomb";
-    let out: unknown;
-    try {
-      out = await WRITE_STEP.run(client, keys, [
-        version,
-        key.sessionId,
-        kind,
-        write.record ? encodeRecord(write.record) : "",
-        String(write.dueAt),
-        String(Math.max(1, Math.ceil(write.keepMs))),
-        String(write.maxTombstones),
-        `${dk}:`,
-      ]);
-    } catch (err) {
-      throw storeUnavailable(err);
-    }
-    const [landed, ...forgotten] = out as [number, ...string[]];
-    if (landed !== 1) return undefined;
-    global([
-      String(write.openDelta),
-      String(write.bytesDelta),
-      String(Math.max(1, Math.ceil(write.keepMs))),
-      write.record ? member(key) : "",
-      String(write.dueAt),
-      ...(write.record ? [] : [member(key)]),
-      ...forgotten.map((sid) => `${key.hardwareId}\n${sid}`),
-    ]);
-    return step;
+    const record = write.record ?? undefined;
+    if (record?.state === "open") view.open.set(sid, write.dueAt);
+    else view.open.delete(sid);
+    keepView(hw, {
+      version: out[1] as string,
+      open: view.open,
+      sessionId: sid,
+      record,
+      bytes: sizeOf(record),
+    });
+    const b = toBatch();
+    b.open += write.openDelta;
+    b.bytes += write.bytesDelta;
+    b.keep = Math.max(b.keep, keepOf(write));
+    b.due.set(m, record ? write.dueAt : null);
+    for (let i = 2; i < out.length; i++) b.due.set(member(hw, out[i] as string), null);
+    if (delta) b.deltas.push(delta);
   }
 
   return {
     step(key, run, arg) {
-      return serial(key.hardwareId, async () => {
-        for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
-          const landed = await attempt(key, run, arg);
-          if (landed) return landed;
-          // Another instance wrote the device meanwhile: read again, after a short random
-          // pause once it keeps happening (instances stepping on each other in lockstep).
-          if (tries > 2) await new Promise((r) => setTimeout(r, Math.random() * tries));
-        }
-        throw unavailable(
-          `session store: device ${key.hardwareId} changed under ${MAX_ATTEMPTS} attempts in a row; retry`,
-        );
-      });
+      return serial(key.hardwareId, () => runStep(key, run, arg));
     },
 
     async due(now) {
+      flush();
       let dueNow: string[];
       let later: string[];
       try {
@@ -207,6 +394,17 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
 
     async close() {
       await Promise.allSettled([...queues.values()]);
+      flush();
+      views.clear();
+      viewBytes = 0;
     },
   };
+}
+
+function keepOf(write: StepWrite): number {
+  return Math.max(1, Math.ceil(write.keepMs));
+}
+
+function sizeOf(record: SessionRecord | undefined): number {
+  return record?.state === "open" ? bufferedBytes(record) : 0;
 }

@@ -5,25 +5,40 @@ import { RedisScript } from "./redis-script.js";
  * of ONE device (one hash tag, one cluster slot) or the instance-wide keys, never both.
  */
 
-/** A step's view, atomically: the device hash (version, open sessions) and the record. */
-export const READ_STEP = new RedisScript(
-  "read-step",
-  `return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[3])}`,
-);
-
 /**
- * A step's write, only if the device's version is the one the step read; returns {0} on a
- * conflict, else {1, sessions forgotten to keep the device's tombstones bounded...}.
- * KEYS: device hash, tombstones zset, record. ARGV: version read, session id, kind
- * (open | tomb | del), record, dueAt, keepMs, max tombstones, record key prefix.
+ * A step's write, only if the device's version is the one the step's view had; else nothing
+ * is written and the device as it is now comes back, for the step to run again on it (a
+ * read and a write in one round trip when the view was right; a step with no view yet sends
+ * a version no device has, and this is its read).
+ *
+ * The version is `<g>.<v>`: `v` counts the device's writes (its tombstones' seal order), `g`
+ * is set when the device's hash is created, unique per creation (the writer's token), so a
+ * device deleted and created again never shows a version a view of its old self had. No hash:
+ * version ".0".
+ *
+ * KEYS: device hash, tombstones zset, record. ARGV: version of the view, session id, kind
+ * (none | open | tomb | del; none writes nothing: a step that only answers, checked against
+ * the device as the others), record, dueAt, keepMs, max tombstones, record key prefix, token.
+ * Returns {1, version after the write, sessions forgotten to keep the device's tombstones
+ * bounded...} or {0, HGETALL of the device, the record or false}.
  */
-export const WRITE_STEP = new RedisScript(
-  "write-step",
+export const STEP = new RedisScript(
+  "step",
   `local device, tombs, rec = KEYS[1], KEYS[2], KEYS[3]
-if (redis.call('HGET', device, 'v') or '0') ~= ARGV[1] then return {0} end
-local version = redis.call('HINCRBY', device, 'v', 1)
-local sid, kind, keep = ARGV[2], ARGV[3], tonumber(ARGV[6])
-local out = {1}
+local at = redis.call('HMGET', device, 'g', 'v')
+local g, v = at[1], at[2]
+if (g or '') .. '.' .. (v or '0') ~= ARGV[1] then
+  return {0, redis.call('HGETALL', device), redis.call('GET', rec)}
+end
+local kind = ARGV[3]
+if kind == 'none' then return {1, ARGV[1]} end
+local n = redis.call('HINCRBY', device, 'v', 1)
+if not g then
+  g = ARGV[9]
+  redis.call('HSET', device, 'g', g)
+end
+local sid, keep = ARGV[2], tonumber(ARGV[6])
+local out = {1, g .. '.' .. n}
 if kind == 'del' then
   redis.call('DEL', rec)
   redis.call('HDEL', device, 'o:' .. sid)
@@ -35,7 +50,7 @@ elseif kind == 'open' then
 else
   redis.call('SET', rec, ARGV[4], 'PX', keep)
   redis.call('HDEL', device, 'o:' .. sid)
-  redis.call('ZADD', tombs, version, sid)
+  redis.call('ZADD', tombs, n, sid)
   local over = redis.call('ZCARD', tombs) - tonumber(ARGV[7])
   if over > 0 then
     for _, old in ipairs(redis.call('ZRANGE', tombs, 0, over - 1)) do
@@ -45,8 +60,9 @@ else
     redis.call('ZREMRANGEBYRANK', tombs, 0, over - 1)
   end
 end
-if redis.call('HLEN', device) <= 1 and redis.call('EXISTS', tombs) == 0 then
+if redis.call('HLEN', device) <= 2 and redis.call('EXISTS', tombs) == 0 then
   redis.call('DEL', device)
+  out[2] = '.0'
 else
   for _, k in ipairs({device, tombs}) do
     if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, keep) end
@@ -56,19 +72,21 @@ return out`,
 );
 
 /**
- * After a write landed: the instance-wide gauges and the due index (what the sweeper looks
- * at). KEYS: gauges hash, due zset. ARGV: open delta, bytes delta, keepMs, member to (re)index
- * or '', its dueAt, members to drop from the index... Both keys live as long as the longest
- * kept record, and the gauges go when nothing is open, so an idle Redis ends empty.
+ * After writes landed (the steps of one turn of the event loop, together): the instance-wide
+ * gauges and the due index (what the sweeper looks at). KEYS: gauges hash, due zset. ARGV:
+ * open delta, bytes delta, keepMs, n, then n (member, dueAt) pairs to (re)index, then members
+ * to drop from the index. Both keys live as long as the longest kept record, and the gauges
+ * go when nothing is open, so an idle Redis ends empty. Returns the gauges {open, bytes}.
  */
 export const WRITE_GLOBAL = new RedisScript(
   "write-global",
   `local gauges, due = KEYS[1], KEYS[2]
 local dOpen, dBytes, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 if dOpen ~= 0 then redis.call('HINCRBY', gauges, 'open', dOpen) end
 if dBytes ~= 0 then redis.call('HINCRBY', gauges, 'bytes', dBytes) end
-if ARGV[4] ~= '' then redis.call('ZADD', due, ARGV[5], ARGV[4]) end
-for i = 6, #ARGV do redis.call('ZREM', due, ARGV[i]) end
+for i = 5, 3 + 2 * n, 2 do redis.call('ZADD', due, ARGV[i + 1], ARGV[i]) end
+for i = 5 + 2 * n, #ARGV do redis.call('ZREM', due, ARGV[i]) end
 local open = tonumber(redis.call('HGET', gauges, 'open') or '0')
 local bytes = tonumber(redis.call('HGET', gauges, 'bytes') or '0')
 if open <= 0 and bytes <= 0 then
@@ -79,7 +97,7 @@ end
 if redis.call('EXISTS', due) == 1 and redis.call('PTTL', due) < keep then
   redis.call('PEXPIRE', due, keep)
 end
-return 1`,
+return {open, bytes}`,
 );
 
-export const SCRIPTS = [READ_STEP, WRITE_STEP, WRITE_GLOBAL];
+export const SCRIPTS = [STEP, WRITE_GLOBAL];

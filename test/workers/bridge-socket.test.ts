@@ -136,6 +136,29 @@ describe("hibernatable bridge sockets", () => {
     socket.close();
   });
 
+  it("plain /v1/bridge (no hardware_id): calls for two devices, each run by its own object", async () => {
+    const [a, b] = [newDevice("plain-a"), newDevice("plain-b")];
+    const [sa, sb] = [crypto.randomUUID(), crypto.randomUUID()];
+    const socket = await BridgeSocket.open(null);
+    expect((await socket.next()).body.case).toBe("hello");
+    socket.streamAudio(1, collect(a, sa, 1, "for a."));
+    expect(callEnd((await socket.call(1)).end).metadata["ptt-collect"]).toBe("accepted");
+    socket.streamAudio(2, collect(b, sb, 1, "for b."));
+    expect(callEnd((await socket.call(2)).end).metadata["ptt-collect"]).toBe("accepted");
+    socket.streamAudio(3, commit(a, sa));
+    const reply = await socket.call(3);
+    const text = reply.frames.flatMap((f) =>
+      f.body.case === "response" && f.body.value.content.case === "textChunk"
+        ? [f.body.value.content.value]
+        : [],
+    );
+    expect(text.join("")).toBe("for a.");
+    expect(callEnd(reply.end).metadata["ptt-turn-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await stored(a)).records.get(recordKey(a, sa))?.state).toBe("committed");
+    expect((await stored(b)).records.get(recordKey(b, sb))?.state).toBe("open");
+    socket.close();
+  });
+
   it("accepts an upgrade with a few KB of cookies, and rebuilds its connection after a swap", async () => {
     const hw = newDevice("cookies");
     const sid = crypto.randomUUID();

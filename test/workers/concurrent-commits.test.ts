@@ -1,10 +1,9 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import type { ServerFrame } from "../../src/gen/bridge_pb.js";
 import {
-  callDevice,
   collect,
   commit,
+  deviceClient,
   newDevice,
   recordKey,
   replyText,
@@ -41,39 +40,21 @@ describe("100 concurrent COMMITs of one session", () => {
     expect((await stored(hw)).records.get(recordKey(hw, sid))?.state).toBe("committed");
   });
 
-  it("straight into the object's /call endpoint: one reply stream, 99 already_exists", async () => {
+  it("straight into the object's router (Connect over its fetch): one reply, 99 ALREADY_EXISTS", async () => {
     const hw = newDevice("commits-direct");
     await swapInFreshInstance(hw, { PTT_IDLE_TTL_MS: "60000" });
     const sid = crypto.randomUUID();
-    const acked = await callDevice(hw, {
-      callId: 1,
-      body: { case: "streamAudio", value: collect(hw, sid, 1, "exactly once") },
-    });
-    expect(end(acked)).toMatchObject({ code: "" });
-    const calls = await Promise.all(
-      Array.from({ length: N }, () =>
-        callDevice(hw, { callId: 1, body: { case: "streamAudio", value: commit(hw, sid) } }),
-      ),
+    const direct = deviceClient(hw);
+    const first = await streamAudio(collect(hw, sid, 1, "exactly once"), direct);
+    expect([first.code, first.message]).toEqual([undefined, ""]);
+    const results = await Promise.all(
+      Array.from({ length: N }, () => streamAudio(commit(hw, sid), direct)),
     );
-    const ok = calls.filter((frames) => end(frames).code === "");
-    const dup = calls.filter((frames) => end(frames).code === "already_exists");
+    const ok = results.filter((r) => r.code === undefined);
+    const dup = results.filter((r) => r.code === Code.AlreadyExists);
     expect(ok).toHaveLength(1);
     expect(dup).toHaveLength(N - 1);
-    const reply = (ok[0] ?? []).flatMap((f) =>
-      f.body.case === "response" ? [f.body.value.content] : [],
-    );
-    expect(replyText(reply)).toBe("exactly once");
-    for (const frames of dup) {
-      expect(end(frames).message).toBe(`session ${sid} is already committed`);
-    }
+    expect(replyText(ok[0]?.frames ?? [])).toBe("exactly once");
+    for (const r of dup) expect(r.message).toBe(`session ${sid} is already committed`);
   });
 });
-
-/** The call's CallEnd: its last frame, and its only one. */
-function end(frames: ServerFrame[]) {
-  const ends = frames.filter((f) => f.body.case === "end");
-  expect(ends).toHaveLength(1);
-  const last = frames.at(-1);
-  if (last?.body.case !== "end") throw new Error("a call's last frame must be its CallEnd");
-  return last.body.value;
-}

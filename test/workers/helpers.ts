@@ -6,12 +6,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import type { JournalEntry } from "../../src/core/drivers/memory.js";
 import type { PttCore } from "../../src/core/ptt-core.js";
 import type { SessionRecord } from "../../src/core/session.js";
-import {
-  type ClientFrame,
-  ClientFrameSchema,
-  type ServerFrame,
-  ServerFrameSchema,
-} from "../../src/gen/bridge_pb.js";
+import { ClientFrameSchema, type ServerFrame, ServerFrameSchema } from "../../src/gen/bridge_pb.js";
 import {
   RequestPhase,
   StreamingService,
@@ -19,9 +14,8 @@ import {
   type StreamRequestSchema,
   type StreamResponse,
 } from "../../src/gen/streaming_pb.js";
+import { deviceFetch } from "../../src/runtimes/cloudflare/device-client.js";
 import { DeviceObject } from "../../src/runtimes/cloudflare/device-object.js";
-import { DEVICE_HEADER } from "../../src/runtimes/cloudflare/device-proxy.js";
-import { readFrames } from "../../src/runtimes/cloudflare/frame-stream.js";
 
 /** The TTLs vitest.workers.config.ts starts the Worker with (1 s and 2 s). */
 export const IDLE_TTL_MS = Number(env.PTT_IDLE_TTL_MS);
@@ -65,14 +59,26 @@ export interface CallResult {
   trailers: Headers;
 }
 
-/** One StreamAudio call through the Worker, to its end. */
-export async function streamAudio(req: Req): Promise<CallResult> {
+/** Connect straight into a device's object (its fetch), as the Worker forwards a call. */
+export function deviceClient(hardwareId: string): typeof client {
+  const direct = deviceFetch(env.DEVICE, hardwareId);
+  // workerd refuses redirect: "error" (connect-web's default).
+  const fetch = ((input: RequestInfo | URL, init?: RequestInit) =>
+    direct(input, { ...init, redirect: "manual" })) as typeof globalThis.fetch;
+  return createClient(
+    StreamingService,
+    createConnectTransport({ baseUrl: "https://device", fetch }),
+  );
+}
+
+/** One StreamAudio call through the Worker (or `via` another client), to its end. */
+export async function streamAudio(req: Req, via: typeof client = client): Promise<CallResult> {
   const frames: StreamResponse["content"][] = [];
   let trailers = new Headers();
   let code: Code | undefined;
   let message = "";
   try {
-    for await (const res of client.streamAudio(req, { onTrailer: (t) => (trailers = t) })) {
+    for await (const res of via.streamAudio(req, { onTrailer: (t) => (trailers = t) })) {
       frames.push(res.content);
     }
   } catch (err) {
@@ -201,14 +207,15 @@ export class BridgeSocket {
     });
   }
 
+  /** `hardwareId` null: the contract's plain /v1/bridge, without the routing parameter. */
   static async open(
-    hardwareId: string,
+    hardwareId: string | null,
     headers: Record<string, string> = {},
   ): Promise<BridgeSocket> {
-    const res = await SELF.fetch(
-      `https://ptt.test/v1/bridge?hardware_id=${encodeURIComponent(hardwareId)}`,
-      { headers: { ...headers, upgrade: "websocket", "sec-websocket-protocol": "ptt.bridge.v1" } },
-    );
+    const query = hardwareId === null ? "" : `?hardware_id=${encodeURIComponent(hardwareId)}`;
+    const res = await SELF.fetch(`https://ptt.test/v1/bridge${query}`, {
+      headers: { ...headers, upgrade: "websocket", "sec-websocket-protocol": "ptt.bridge.v1" },
+    });
     const ws = res.webSocket;
     if (res.status !== 101 || !ws) throw new Error(`upgrade refused: HTTP ${res.status}`);
     if (res.headers.get("sec-websocket-protocol") !== "ptt.bridge.v1") {
@@ -264,21 +271,4 @@ export class BridgeSocket {
     this.waiters = [];
     for (const w of waiters) w();
   }
-}
-
-/** One call straight into the device object's /call endpoint (as the Worker forwards it). */
-export async function callDevice(
-  hardwareId: string,
-  frame: MessageInitShape<typeof ClientFrameSchema>,
-): Promise<ServerFrame[]> {
-  const body: ClientFrame = create(ClientFrameSchema, frame);
-  const res = await deviceStub(hardwareId).fetch("https://device/call", {
-    method: "POST",
-    headers: { [DEVICE_HEADER]: hardwareId, "content-type": "application/octet-stream" },
-    body: toBinary(ClientFrameSchema, body),
-  });
-  if (!res.ok || !res.body) throw new Error(`device object answered HTTP ${res.status}`);
-  const frames: ServerFrame[] = [];
-  for await (const bytes of readFrames(res.body)) frames.push(fromBinary(ServerFrameSchema, bytes));
-  return frames;
 }

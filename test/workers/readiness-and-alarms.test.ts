@@ -1,7 +1,7 @@
 import { runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { AlarmClock } from "../../src/runtimes/cloudflare/alarm-clock.js";
-import { READY_OBJECT } from "../../src/runtimes/cloudflare/device-proxy.js";
+import { READY_OBJECT } from "../../src/runtimes/cloudflare/device-client.js";
 import { deviceStub, sleep } from "./helpers.js";
 
 describe("the Worker's /readyz", () => {

@@ -27,9 +27,9 @@ async function resume(hw: string, sid: string, from: number) {
   try {
     for await (const res of client.streamAudio(commit(hw, sid), {
       headers: { "ptt-resume-from": String(from) },
-      // Through the Worker → object hop, response headers arrive with the trailers.
-      onHeader: (h) => (turnId ??= h.get("ptt-turn-id")),
-      onTrailer: (t) => (turnId ??= t.get("ptt-turn-id")),
+      onHeader: (h) => {
+        turnId = h.get("ptt-turn-id");
+      },
     })) {
       frames.push(res.content);
     }

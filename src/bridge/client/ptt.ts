@@ -69,7 +69,8 @@ export class Ptt {
     url: string,
     private readonly options: PttOptions,
   ) {
-    // Workers route a bridge socket to its device's Durable Object by this parameter.
+    // Optional on every runtime: on Workers it routes the socket straight to its device's Durable
+    // Object (without it, each call takes one more hop); elsewhere a load balancer may hash on it.
     const routed = new URL(url);
     if (!routed.searchParams.has("hardware_id"))
       routed.searchParams.set("hardware_id", options.hardwareId);

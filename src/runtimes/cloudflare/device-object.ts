@@ -9,6 +9,7 @@ import {
   offeredProtocols,
   selectProtocol,
 } from "../../bridge/server/handshake.js";
+import { createFetchApp, type FetchHandler } from "../../core/fetch-app.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import { DEFAULT_MEMORY_BOUNDS } from "../../core/memory/turns.js";
 import type { Workflow } from "../../core/ports.js";
@@ -22,10 +23,9 @@ import { createSessionStore } from "../../core/session-engine.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
 import { systemClock } from "../../core/system-clock.js";
 import { AlarmClock } from "./alarm-clock.js";
-import { createDeviceProxy, DEVICE_HEADER } from "./device-proxy.js";
+import { createDeviceClient, DEVICE_HEADER } from "./device-client.js";
 import { createDurableMemory } from "./durable-memory.js";
 import { configOf, type Env, loggerOf } from "./env.js";
-import { lengthPrefixed } from "./frame-stream.js";
 import { createStorageDriver } from "./storage-driver.js";
 import { createStorageJournal } from "./storage-journal.js";
 import { createWorkersAiWorkflow } from "./workers-ai.js";
@@ -41,6 +41,7 @@ export class DeviceObject extends DurableObject<Env> {
   private readonly clock: AlarmClock;
   private readonly core: PttCore;
   private readonly bridge: BridgeHandlers;
+  private readonly app: FetchHandler;
   private readonly sockets = new Map<WebSocket, BridgeConnection>();
   private device: string | undefined;
 
@@ -81,8 +82,10 @@ export class DeviceObject extends DurableObject<Env> {
     const core = createPttCore({ ...config.core, store, workflow, memory, logger, journal });
     this.core = core;
     const local = createStreamingHandlers(core);
-    const remote = createDeviceProxy(env.DEVICE, core.auth);
-    this.bridge = createBridgeHandlers(core, {}, this.route(local, remote));
+    const handlers = this.route(local, createDeviceClient(env.DEVICE));
+    this.bridge = createBridgeHandlers(core, {}, handlers);
+    // The router every runtime serves: the Worker forwards each call's request as it came.
+    this.app = createFetchApp(core, { handlers });
   }
 
   /** Own calls run here; a socket's calls for another device go to that device's object. */
@@ -96,6 +99,9 @@ export class DeviceObject extends DurableObject<Env> {
     };
     return {
       streamAudio: (req, ctx) => (mine(req.hardwareId) ? local : remote).streamAudio(req, ctx),
+      // A COLLECT or CANCEL of this device without the generator; another's goes by streamAudio.
+      streamAudioOnce: async (req, ctx) =>
+        mine(req.hardwareId) ? local.streamAudioOnce?.(req, ctx) : undefined,
       interruptSession: (req, ctx) =>
         (mine(req.hardwareId) ? local : remote).interruptSession(req, ctx),
     };
@@ -109,55 +115,12 @@ export class DeviceObject extends DurableObject<Env> {
     }
     const path = new URL(req.url).pathname;
     if (path === "/v1/bridge") return this.acceptSocket(req);
-    if (path === "/call") return this.runCall(req);
     if (path === "/ping") {
       // Readiness: the object runs and its storage answers.
       this.ctx.storage.kv.get("device");
       return new Response("ok\n");
     }
-    return new Response("not found\n", { status: 404 });
-  }
-
-  /** One forwarded call: the bridge envelope over an HTTP body, frames length-prefixed. */
-  private async runCall(req: Request): Promise<Response> {
-    const frame = new Uint8Array(await req.arrayBuffer());
-    let out!: ReadableStreamDefaultController<Uint8Array>;
-    let open = true;
-    const end = () => {
-      if (!open) return;
-      open = false;
-      out.close();
-    };
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        out = controller;
-      },
-      // The Worker stopped reading (its client hung up): the call goes, and a reply with
-      // it, giving back its slot.
-      cancel: () => {
-        open = false;
-        conn.closedByPeer();
-      },
-    });
-    const conn = new BridgeConnection(
-      this.bridge,
-      {
-        send: (bytes) => {
-          if (!open) return;
-          out.enqueue(lengthPrefixed(bytes));
-          // A call is removed before its CallEnd is sent: no running call left = that was the end.
-          if (conn.runningCalls === 0) end();
-        },
-        close: end,
-        bufferedAmount: () => 0,
-      },
-      req.headers,
-      req.url,
-    );
-    // enable_request_signal: the Worker's request to this object was cancelled.
-    req.signal.addEventListener("abort", () => conn.closedByPeer(), { once: true });
-    conn.receive(frame);
-    return new Response(body, { headers: { "content-type": "application/octet-stream" } });
+    return this.app(req);
   }
 
   private acceptSocket(req: Request): Response {

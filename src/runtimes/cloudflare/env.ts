@@ -4,7 +4,7 @@ import { configFromEnv, limitEnvName } from "../../core/env-config.js";
 import { createJsonLogger } from "../../core/json-logger.js";
 import { DEFAULT_LIMITS, type Limits } from "../../core/limits.js";
 import type { Logger } from "../../core/ports.js";
-import type { DeviceNamespace } from "./device-proxy.js";
+import type { DeviceNamespace } from "./device-client.js";
 import type { AiBinding } from "./workers-ai.js";
 
 /** Bindings and vars of wrangler.toml. PTT_* vars are the same settings as on every runtime. */

@@ -5,7 +5,8 @@ import { createFetchApp, type FetchHandler } from "../../core/fetch-app.js";
 import { canonicalHardwareId } from "../../core/identifiers.js";
 import type { Logger } from "../../core/ports.js";
 import { createPttCore } from "../../core/ptt-core.js";
-import { createDeviceProxy, DEVICE_HEADER, READY_OBJECT } from "./device-proxy.js";
+import { DEVICE_HEADER, READY_OBJECT } from "./device-client.js";
+import { createRouteHandlers, forwardCall } from "./device-forward.js";
 import { configOf, type Env, loggerOf } from "./env.js";
 
 export { DeviceObject } from "./device-object.js";
@@ -60,7 +61,7 @@ function appFor(env: Env): WorkerApp | Misconfigured {
     });
   }
   const app = createFetchApp(core, {
-    handlers: createDeviceProxy(env.DEVICE, core.auth),
+    handlers: createRouteHandlers(core.auth),
     extend: mountDemo,
   });
   entry = { app, allowedOrigins: core.allowedOrigins, logger: core.logger };
@@ -73,10 +74,11 @@ function appFor(env: Env): WorkerApp | Misconfigured {
 appFor(loadedEnv as unknown as Env);
 
 /**
- * The Worker: Connect and gRPC-Web through Connect's fetch handlers, each call
- * forwarded to its device's Durable Object; bridge sockets handed to the device
- * object named by `?hardware_id=`. gRPC is not served: Workers cannot send HTTP
- * trailers to the client.
+ * The Worker: Connect and gRPC-Web calls are checked by the router (request, token) and the
+ * original request is forwarded to the device's Durable Object, which runs the same router
+ * every runtime runs; bridge sockets go to the object named by `?hardware_id=`, or to an
+ * object of their own that forwards each call to its device's object. gRPC is not served:
+ * Workers cannot send HTTP trailers to the client.
  */
 export default {
   async fetch(req: Request, env: Env): Promise<Response> {
@@ -97,21 +99,31 @@ export default {
       });
     }
     if (url.pathname === "/readyz") return ready(env, logger);
+    if (url.pathname.startsWith("/streaming.StreamingService/")) {
+      return forwardCall(app, env.DEVICE, req);
+    }
     if (url.pathname !== "/v1/bridge") return app(req);
     const refused = refusedOrigin(req.headers, allowedOrigins);
     if (refused) return new Response(`${refused}\n`, { status: 403 });
+    const headers = new Headers(req.headers);
+    headers.delete(DEVICE_HEADER);
+    const named = url.searchParams.get("hardware_id");
+    if (named === null) {
+      // The contract's plain /v1/bridge: the socket gets an object of its own, and each of
+      // its calls is forwarded to its device's object.
+      const host = env.DEVICE.get(env.DEVICE.newUniqueId());
+      return host.fetch(new Request(req, { headers }));
+    }
     let device: string;
     try {
-      device = canonicalHardwareId(url.searchParams.get("hardware_id") ?? "");
+      device = canonicalHardwareId(named);
     } catch (err) {
       return new Response(
         `${(err as Error).message} (the hardware_id query parameter picks the device)\n`,
-        {
-          status: 400,
-        },
+        { status: 400 },
       );
     }
-    const headers = new Headers(req.headers);
+    // The device's own object: its calls run there without a hop.
     headers.set(DEVICE_HEADER, device);
     return env.DEVICE.get(env.DEVICE.idFromName(device)).fetch(new Request(req, { headers }));
   },

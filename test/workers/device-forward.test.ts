@@ -22,8 +22,32 @@ async function breakObject(hw: string, fetch: () => Promise<Response>): Promise<
   });
 }
 
-// The Worker forwards each call to its device's object (device-proxy.ts).
-describe("the Worker's device proxy", () => {
+// The Worker checks each call and forwards its request to its device's object, which runs
+// the same router as every runtime (device-forward.ts).
+describe("the Worker forwards calls to the device's object", () => {
+  it("ptt-turn-id is a response header, there before the first reply frame", async () => {
+    const hw = newDevice("turn-header");
+    const sid = crypto.randomUUID();
+    expect((await streamAudio(collect(hw, sid, 1, "One. Two."))).code).toBeUndefined();
+    let header: string | null | undefined;
+    let trailers = new Headers();
+    const seen: (string | null | undefined)[] = [];
+    for await (const _ of client.streamAudio(commit(hw, sid), {
+      onHeader: (h) => {
+        header = h.get("ptt-turn-id");
+      },
+      onTrailer: (t) => {
+        trailers = t;
+      },
+    })) {
+      seen.push(header);
+    }
+    expect(header).toMatch(/^[0-9a-f-]{36}$/);
+    expect(seen[0]).toBe(header);
+    expect(trailers.get("ptt-turn-id")).toBeNull();
+    expect(trailers.get("ptt-commit-ms")).toMatch(/^[0-9.]+$/);
+  });
+
   // Regression (was a defect): a failed call's CallEnd metadata were set as trailers and
   // again as the error's metadata, which connect appends: "ptt-turn-id: abc, abc".
   it("a reply that ends in an error carries each trailer once", async () => {

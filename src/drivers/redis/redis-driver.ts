@@ -219,7 +219,8 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     return { version: `${g}.${v}`, open, sessionId: sid, record, bytes: sizeOf(record) };
   }
 
-  function stepArgs(sid: string, version: string, write: StepWrite | undefined, dk: string) {
+  function stepArgs(view: DeviceView, write: StepWrite | undefined, dk: string) {
+    const { version, sessionId: sid } = view;
     if (!write) return [version, sid, "none"];
     const kind = write.record === null ? "del" : write.record.state === "open" ? "open" : "tomb";
     return [
@@ -232,6 +233,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
       String(write.maxTombstones),
       `${dk}:`,
       `${writer}${(++tokens).toString(36)}`,
+      view.record?.state ?? "",
     ];
   }
 
@@ -273,11 +275,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
       }
       let out: unknown[];
       try {
-        out = (await STEP.run(
-          client,
-          keys,
-          stepArgs(sid, seenView.version, write, dk),
-        )) as unknown[];
+        out = (await STEP.run(client, keys, stepArgs(seenView, write, dk))) as unknown[];
       } catch (err) {
         if (delta) pending.delete(delta);
         forgetView(hw);

@@ -18,7 +18,9 @@ import { RedisScript } from "./redis-script.js";
  *
  * KEYS: device hash, tombstones zset, record. ARGV: version of the view, session id, kind
  * (none | open | tomb | del; none writes nothing: a step that only answers, checked against
- * the device as the others), record, dueAt, keepMs, max tombstones, record key prefix, token.
+ * the device as the others), record, dueAt, keepMs, max tombstones, record key prefix, token,
+ * the state of the record in the view ("open": not among the tombstones, as an open record's
+ * write took it out).
  * Returns {1, version after the write, sessions forgotten to keep the device's tombstones
  * bounded...} or {0, HGETALL of the device, the record or false}.
  */
@@ -39,13 +41,20 @@ if not g then
 end
 local sid, keep = ARGV[2], tonumber(ARGV[6])
 local out = {1, g .. '.' .. n}
+local function live(k)
+  if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, keep) end
+end
+if kind == 'open' then
+  -- A hold's chunk: the device keeps an open session (no delete), its tombstones are as they were.
+  redis.call('SET', rec, ARGV[4], 'PX', keep)
+  redis.call('HSET', device, 'o:' .. sid, ARGV[5])
+  if ARGV[10] ~= 'open' then redis.call('ZREM', tombs, sid) end
+  live(device)
+  return out
+end
 if kind == 'del' then
   redis.call('DEL', rec)
   redis.call('HDEL', device, 'o:' .. sid)
-  redis.call('ZREM', tombs, sid)
-elseif kind == 'open' then
-  redis.call('SET', rec, ARGV[4], 'PX', keep)
-  redis.call('HSET', device, 'o:' .. sid, ARGV[5])
   redis.call('ZREM', tombs, sid)
 else
   redis.call('SET', rec, ARGV[4], 'PX', keep)
@@ -64,9 +73,8 @@ if redis.call('HLEN', device) <= 2 and redis.call('EXISTS', tombs) == 0 then
   redis.call('DEL', device)
   out[2] = '.0'
 else
-  for _, k in ipairs({device, tombs}) do
-    if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, keep) end
-  end
+  live(device)
+  live(tombs)
 end
 return out`,
 );
@@ -87,16 +95,15 @@ if dOpen ~= 0 then redis.call('HINCRBY', gauges, 'open', dOpen) end
 if dBytes ~= 0 then redis.call('HINCRBY', gauges, 'bytes', dBytes) end
 for i = 5, 3 + 2 * n, 2 do redis.call('ZADD', due, ARGV[i + 1], ARGV[i]) end
 for i = 5 + 2 * n, #ARGV do redis.call('ZREM', due, ARGV[i]) end
-local open = tonumber(redis.call('HGET', gauges, 'open') or '0')
-local bytes = tonumber(redis.call('HGET', gauges, 'bytes') or '0')
+local now = redis.call('HMGET', gauges, 'open', 'bytes')
+local open, bytes = tonumber(now[1] or '0'), tonumber(now[2] or '0')
 if open <= 0 and bytes <= 0 then
   redis.call('DEL', gauges)
 elseif redis.call('PTTL', gauges) < keep then
   redis.call('PEXPIRE', gauges, keep)
 end
-if redis.call('EXISTS', due) == 1 and redis.call('PTTL', due) < keep then
-  redis.call('PEXPIRE', due, keep)
-end
+local ttl = redis.call('PTTL', due)
+if ttl ~= -2 and ttl < keep then redis.call('PEXPIRE', due, keep) end
 return {open, bytes}`,
 );
 

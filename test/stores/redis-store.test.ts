@@ -139,13 +139,18 @@ describe("redis store: Redis specifics", () => {
       maxOpenSessionsPerInstance: 3,
     };
     const [a, b] = [instance(prefix, limits), instance(prefix, limits)];
+    // A caller reaches another instance after its answer crossed the network: at least one turn
+    // of the event loop, in which an instance sends its gauges.
+    const hop = () => new Promise((r) => setImmediate(r));
     const hw = key().hardwareId;
     await a.collect(key(hw), delta(1, "x"));
     await b.collect(key(hw), delta(1, "x"));
+    await hop();
     await expect(a.collect(key(hw), delta(1, "x"))).rejects.toMatchObject({
       rawMessage: /^max_open_sessions_per_device: /,
     });
     await b.collect(key(), delta(1, "x"));
+    await hop();
     await expect(a.collect(key(), delta(1, "x"))).rejects.toMatchObject({
       rawMessage: /^max_open_sessions_per_instance: .* 3 open sessions$/,
     });

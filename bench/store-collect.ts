@@ -4,6 +4,8 @@
  * - same: one session, the same unsequenced chunk (the h2load body of run.ts);
  * - holds: 10,000 sessions on 10,000 devices, 20 DELTA chunks each, interleaved;
  * - heap: bytes per idle held session (one chunk each), after GC when --expose-gc is on.
+ * Against another revision, the store before the engine (1c15e89^) included, in one process:
+ * bench/store-ab.ts.
  */
 
 import { createMemoryStore } from "../src/core/drivers/memory.js";

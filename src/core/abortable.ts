@@ -58,15 +58,36 @@ export function linkSignals(
   return { signal: controller.signal, unlink };
 }
 
-/** `promise`, or a rejection with the signal's reason the moment `signal` aborts. */
-export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
+function noop() {}
+
+/**
+ * Stops waiting, once, with the first reason given: `race(p)` is `p` until then, and rejects
+ * with the reason from then on. A call's wait for reply frames, ended by the call's own abort
+ * or by a resume taking the reply over: one promise for the call, not a listener, a promise
+ * and an AbortController per frame (raceSignal over a linkSignals).
+ */
+export class Stopper {
+  private stopped = false;
+  private reason: unknown;
+  private reject: (reason: unknown) => void = noop;
+  private readonly whenStopped = new Promise<never>((_, reject) => {
+    this.reject = reject;
   });
-  return Promise.race([promise, aborted]).finally(() =>
-    signal.removeEventListener("abort", onAbort),
-  );
+
+  constructor() {
+    // race() hands the rejection on; unraced, it must not count as unhandled.
+    this.whenStopped.catch(noop);
+  }
+
+  readonly stop = (reason: unknown): void => {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.reason = reason;
+    this.reject(reason);
+  };
+
+  race<T>(promise: Promise<T>): Promise<T> {
+    if (this.stopped) return Promise.reject(this.reason);
+    return Promise.race([promise, this.whenStopped]);
+  }
 }

@@ -16,6 +16,8 @@ import { FastHeaders } from "./fast-headers.js";
  */
 export const ABORTED = new DOMException("This operation was aborted", "AbortError");
 
+function noop() {}
+
 /** The longest delay setTimeout takes (2^31-1 ms, ~24.8 days); longer ones fire after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -59,6 +61,8 @@ export class LazyHandlerContext implements HandlerContext {
   private resHeader: Headers | undefined;
   private resTrailer: Headers | undefined;
   private ctxValues: ContextValues | undefined;
+  /** onAbort's listeners: told the reason without building the signal. */
+  private abortListeners: ((reason: unknown) => void)[] | undefined;
 
   constructor(init: LazyHandlerContextInit) {
     this.method = init.method;
@@ -83,16 +87,34 @@ export class LazyHandlerContext implements HandlerContext {
     if (this.controller) return this.controller.signal;
     const controller = new AbortController();
     this.controller = controller;
-    const shutdown = this.shutdownSignal;
-    if (this.isAborted) {
-      controller.abort(this.reason);
-    } else if (shutdown?.aborted) {
-      this.abort(shutdown.reason ?? ABORTED);
-    } else if (shutdown) {
-      this.onShutdown = () => this.abort(shutdown.reason ?? ABORTED);
-      shutdown.addEventListener("abort", this.onShutdown, { once: true });
-    }
+    if (this.isAborted) controller.abort(this.reason);
+    else this.watchShutdown();
     return controller.signal;
+  }
+
+  /**
+   * Calls `listener` with the reason when the call aborts (as the signal would), without
+   * building the signal: an AbortController and its EventTarget are a good part of what a
+   * COMMIT costs before its first frame. When the call already aborted, `listener` runs now.
+   * Returns the function that stops listening.
+   */
+  onAbort(listener: (reason: unknown) => void): () => void {
+    if (!this.isAborted) this.watchShutdown();
+    if (this.isAborted) {
+      listener(this.reason);
+      return noop;
+    }
+    this.abortListeners ??= [];
+    this.abortListeners.push(listener);
+    return () => {
+      const at = this.abortListeners?.indexOf(listener) ?? -1;
+      if (at >= 0) this.abortListeners?.splice(at, 1);
+    };
+  }
+
+  /** One request header (what requestHeader.get answers), without building the Headers. */
+  requestHeaderValue(name: string): string | null {
+    return this.reqHeader ? this.reqHeader.get(name) : this.readRequestHeaderValue(name);
   }
 
   /** signal.aborted, without building the signal. */
@@ -148,6 +170,9 @@ export class LazyHandlerContext implements HandlerContext {
     this.reason = reason;
     this.release();
     this.controller?.abort(reason);
+    const listeners = this.abortListeners;
+    this.abortListeners = undefined;
+    if (listeners) for (const listener of listeners) listener(reason);
   }
 
   /** The call is over: stop the deadline and, when someone holds the signal, abort it. */
@@ -160,8 +185,25 @@ export class LazyHandlerContext implements HandlerContext {
     return new Headers(this.initHeader);
   }
 
+  /** One request header, on a read that did not build them all; a subclass may read it directly. */
+  protected readRequestHeaderValue(name: string): string | null {
+    return this.requestHeader.get(name);
+  }
+
   protected readUrl(): string {
     return this.initUrl;
+  }
+
+  /** Aborts the call when the server shuts down (the listener is added once, on first need). */
+  private watchShutdown(): void {
+    const shutdown = this.shutdownSignal;
+    if (!shutdown || this.onShutdown) return;
+    if (shutdown.aborted) {
+      this.abort(shutdown.reason ?? ABORTED);
+      return;
+    }
+    this.onShutdown = () => this.abort(shutdown.reason ?? ABORTED);
+    shutdown.addEventListener("abort", this.onShutdown, { once: true });
   }
 
   private expire(): void {
@@ -174,4 +216,27 @@ export class LazyHandlerContext implements HandlerContext {
     if (this.onShutdown) this.shutdownSignal?.removeEventListener("abort", this.onShutdown);
     this.onShutdown = undefined;
   }
+}
+
+/**
+ * Calls `listener` with the reason when the call's signal aborts, now if it already has;
+ * returns the function that stops listening. A LazyHandlerContext does it without building
+ * its signal.
+ */
+export function onCallAbort(ctx: HandlerContext, listener: (reason: unknown) => void): () => void {
+  if (ctx instanceof LazyHandlerContext) return ctx.onAbort(listener);
+  const signal = ctx.signal;
+  if (signal.aborted) {
+    listener(signal.reason);
+    return noop;
+  }
+  const onAbort = () => listener(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
+}
+
+/** ctx.signal.throwIfAborted(), without building a LazyHandlerContext's signal. */
+export function throwIfCallAborted(ctx: HandlerContext): void {
+  if (!(ctx instanceof LazyHandlerContext)) ctx.signal.throwIfAborted();
+  else if (ctx.aborted) throw ctx.abortReason;
 }

@@ -45,14 +45,16 @@ export class ReplyRun implements ReplyContext {
   private hooks: (() => void | Promise<void>)[] = [];
   private settling: Promise<void> | undefined;
   private settleTimer: unknown;
-  private takeOver: AbortController | undefined;
+  /** The attached call's stop: a resume taking the reply over calls it. */
+  private takeOver: ((reason: unknown) => void) | undefined;
   private slotHeld = true;
 
   constructor(
     private readonly core: PttCore,
     private readonly reply: RunningReply,
     turn: CommittedTurn,
-    callSignal: AbortSignal,
+    /** The call's signal, read only without a resume window (a hang-up stops the workflow). */
+    callSignal: () => AbortSignal,
     private headers: Headers | undefined,
     /** Gives the reply slot back; called once, the moment the workflow stops. */
     private readonly releaseSlot: () => void,
@@ -64,7 +66,7 @@ export class ReplyRun implements ReplyContext {
     // a stop (interrupt, CANCEL, barge-in, shutdown) does.
     const linked = this.journaling
       ? { signal: reply.controller.signal, unlink() {} }
-      : linkSignals(callSignal, reply.controller.signal);
+      : linkSignals(callSignal(), reply.controller.signal);
     this.signal = linked.signal;
     this.unlink = linked.unlink;
     this.signal.addEventListener("abort", this.release, { once: true });
@@ -90,15 +92,14 @@ export class ReplyRun implements ReplyContext {
     return step;
   }
 
-  /** The attached call: aborted when a resume takes the reply over from it. */
-  attach(): AbortSignal {
-    this.takeOver = new AbortController();
-    return this.takeOver.signal;
+  /** The attached call: `stop` is called when a resume takes the reply over from it. */
+  attach(stop: (reason: unknown) => void): void {
+    this.takeOver = stop;
   }
 
   /** A resume on this instance: the call still attached (a connection that died) lets go. */
   takeOverFromCall(): void {
-    this.takeOver?.abort(new ConnectError("the reply was resumed by another call", Code.Canceled));
+    this.takeOver?.(new ConnectError("the reply was resumed by another call", Code.Canceled));
   }
 
   /** Frames 0…n-1 were written to some client. */

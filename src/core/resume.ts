@@ -2,6 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { type StreamResponse, StreamResponseSchema } from "../gen/streaming_pb.js";
 import { invalidArgument, resourceExhausted, unavailable } from "./errors.js";
+import { LazyHandlerContext } from "./handler-context.js";
 import type { JournalHead } from "./ports.js";
 import type { PttCore } from "./ptt-core.js";
 import { endFrame } from "./reply-frames.js";
@@ -12,7 +13,11 @@ export const RESUME_HEADER = "ptt-resume-from";
 
 /** ptt-resume-from as a frame count, or undefined for an ordinary COMMIT. */
 export function resumeFromOf(ctx: HandlerContext): number | undefined {
-  const raw = ctx.requestHeader.get(RESUME_HEADER);
+  // Most calls do not resume: read the one header, without building every request header.
+  const raw =
+    ctx instanceof LazyHandlerContext
+      ? ctx.requestHeaderValue(RESUME_HEADER)
+      : ctx.requestHeader.get(RESUME_HEADER);
   if (raw === null) return undefined;
   const n = Number(raw);
   if (!/^\s*\d{1,15}\s*$/.test(raw) || !Number.isSafeInteger(n)) {

@@ -1,10 +1,11 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { StreamRequest, StreamResponse } from "../gen/streaming_pb.js";
-import { linkSignals, raceSignal } from "./abortable.js";
+import { Stopper } from "./abortable.js";
 import { authorize } from "./auth.js";
 import { asCallError } from "./call-errors.js";
 import { callTransportOf } from "./call-transport.js";
 import { unavailable } from "./errors.js";
+import { onCallAbort, throwIfCallAborted } from "./handler-context.js";
 import type { PttCore } from "./ptt-core.js";
 import { endFrame, errorFrame } from "./reply-frames.js";
 import { ReplyStalled } from "./reply-registry.js";
@@ -195,7 +196,7 @@ async function* commit(
   let turn: Awaited<ReturnType<PttCore["store"]["commit"]>>;
   try {
     // A caller that is gone (or a server shutting down) must not consume the buffer.
-    ctx.signal.throwIfAborted();
+    throwIfCallAborted(ctx);
     // Before the buffer is consumed: a memory that could not be reset fails a retryable COMMIT.
     if (req.resetMemory) await forgetMemory(core, hardwareId);
     turn = await core.store.commit(v.key, pieces, reply.turnId);
@@ -219,18 +220,21 @@ async function* commit(
   ctx.responseHeader.set("ptt-turn-id", turn.turnId);
   // The device's earlier replies that nobody resumed settle first: this turn's memory holds them.
   await core.runs.settleDevice(hardwareId);
-  const run = new ReplyRun(core, reply, turn, ctx.signal, ctx.responseHeader, releaseSlot);
+  const callSignal = () => ctx.signal;
+  const run = new ReplyRun(core, reply, turn, callSignal, ctx.responseHeader, releaseSlot);
   core.runs.add(run);
   core.metrics.workflowRuns++;
   await run.open();
   // The call reads until it hangs up or a resume takes the reply over; the run goes on.
-  const gone = linkSignals(ctx.signal, run.attach());
+  const gone = new Stopper();
+  run.attach(gone.stop);
+  const unwatch = onCallAbort(ctx, gone.stop);
   let deliveredEnding = false;
   try {
     for (;;) {
       let step: Awaited<ReturnType<ReplyRun["next"]>>;
       try {
-        step = await raceSignal(run.next(), gone.signal);
+        step = await gone.race(run.next());
       } catch (err) {
         // A stop (shutdown, interrupt) and the call's own end can abort together: the stop's
         // reason is the one the client must hear.
@@ -257,7 +261,7 @@ async function* commit(
     core.replies.unpark(reply);
   } finally {
     core.replies.unpark(reply);
-    gone.unlink();
+    unwatch();
     if (deliveredEnding) await run.settle();
     else run.detach();
   }

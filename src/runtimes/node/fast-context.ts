@@ -32,8 +32,23 @@ export class FastHandlerContext extends LazyHandlerContext {
     return h;
   }
 
+  protected override readRequestHeaderValue(name: string): string | null {
+    const n = name.toLowerCase();
+    // Pseudo-headers are not request headers (Headers.get would throw on the name): as it does.
+    if (n.startsWith(":")) return super.readRequestHeaderValue(name);
+    const value = this.nodeHeaders[n];
+    if (value === undefined) return null;
+    // As the Headers readRequestHeader builds: each value trimmed, repeats joined with ", ".
+    return Array.isArray(value) ? value.map(trimHttp).join(", ") : trimHttp(String(value));
+  }
+
   protected override readUrl(): string {
     const authority = this.nodeHeaders[":authority"] ?? this.nodeHeaders.host ?? "localhost";
     return new URL(this.nodeHeaders[":path"] ?? "/", `http://${authority}`).toString();
   }
+}
+
+/** The Fetch standard's value normalisation: leading and trailing HTTP whitespace removed. */
+function trimHttp(value: string): string {
+  return value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
 }

@@ -1,8 +1,9 @@
+import { Buffer } from "node:buffer";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { SessionStore } from "../../src/core/ports.js";
 import { silentLogger } from "../../src/core/ptt-core.js";
-import type { Chunk } from "../../src/core/session.js";
+import { type Chunk, openSession } from "../../src/core/session.js";
 import { createSessionStore } from "../../src/core/session-engine.js";
 import {
   openRedisConnections,
@@ -170,5 +171,95 @@ describe("redis store: Redis specifics", () => {
       }
     }
     expect(await s.stats()).toEqual({ openSessions: 5, bufferedBytes: 5 });
+  });
+
+  const AUDIO_LIMITS = {
+    ...STORE_TEST_LIMITS,
+    maxAudioBytesPerSession: 1024 * 1024,
+    maxScreenshotBytes: 64 * 1024,
+  };
+  const pcm = (bytes: number, seed: number) =>
+    new Uint8Array(bytes).map((_, i) => (i * 31 + seed) & 0xff);
+  const withAudio = (seq: number, data: Uint8Array, extra: Partial<Chunk> = {}): Chunk => ({
+    ...delta(seq, `${seq} `),
+    audio: { data, encoding: "pcm_s16le", sampleRate: 16_000, channels: 1 },
+    ...extra,
+  });
+  const netIn = async () =>
+    Number(/total_net_input_bytes:(\d+)/.exec(String(await conn.client.info("stats")))?.[1]);
+
+  it("a chunk sends Redis its own audio, not the hold's: 50 chunks of 4 KiB are ~200 KiB, not 6 MB", async () => {
+    const store = instance(`ptt-test-${++stores}`, AUDIO_LIMITS);
+    const k = key();
+    const pieces = Array.from({ length: 50 }, (_, i) => pcm(4096, i));
+    const before = await netIn();
+    for (const [i, piece] of pieces.entries()) await store.collect(k, withAudio(i + 1, piece));
+    const sent = (await netIn()) - before;
+    // Each chunk: its 4 KiB, the record's JSON (a few hundred bytes per part) and the scripts'
+    // arguments. Re-sending the record with every piece in base64 was 6.8 MB.
+    expect(sent).toBeLessThan(1024 * 1024);
+    const turn = await store.commit(k, [], "t");
+    expect(turn.audio).toHaveLength(50);
+    expect(
+      turn.audio.every((a, i) => Buffer.from(a.data).equals(Buffer.from(pieces[i] as Uint8Array))),
+    ).toBe(true);
+  });
+
+  it("audio and a screenshot written on one instance commit whole on another (whose view had no payloads)", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const [a, b] = [instance(prefix, AUDIO_LIMITS), instance(prefix, AUDIO_LIMITS)];
+    const k = key();
+    const pieces = [pcm(3000, 1), pcm(5000, 2), pcm(7, 3)];
+    const shot = { data: "iVBORw0KGgo".repeat(300), width: 640, height: 480 };
+    await a.collect(k, withAudio(1, pieces[0] as Uint8Array, { screenshot: shot }));
+    await a.collect(k, withAudio(2, pieces[1] as Uint8Array));
+    // b reads the hold without its payloads (a COLLECT needs their sizes only), adds a piece.
+    await b.collect(k, withAudio(3, pieces[2] as Uint8Array));
+    const turn = await b.commit(k, [], "t");
+    expect(turn.text).toBe("1 2 3 ");
+    expect(turn.audio.map((x) => Buffer.from(x.data).toString("hex"))).toEqual(
+      pieces.map((x) => Buffer.from(x).toString("hex")),
+    );
+    expect(turn.screenshot).toEqual(shot);
+  });
+
+  it("a hold stored by an earlier version (audio in base64 in the record) is read and committed", async () => {
+    const prefix = `ptt-test-${++stores}`;
+    const clock = new ManualClock();
+    const store = instance(prefix, AUDIO_LIMITS, clock);
+    const k = key();
+    const bytes = pcm(300, 9);
+    const session = openSession(k, clock.now());
+    const stored = {
+      ...session,
+      mode: ChunkMode.DELTA,
+      chunks: 1,
+      seqs: [1],
+      lastSeq: 1,
+      parts: [{ key: 1, order: 1, text: "old " }],
+      textBytes: 4,
+      audio: [
+        {
+          key: 1,
+          order: 1,
+          audio: {
+            data: Buffer.from(bytes).toString("base64"),
+            encoding: "pcm_s16le",
+            sampleRate: 16_000,
+            channels: 1,
+          },
+        },
+      ],
+      audioBytes: 300,
+    };
+    const device = `${prefix}:{${k.hardwareId}}`;
+    await conn.client.set(`${device}:${k.sessionId}`, JSON.stringify(stored), { PX: 60_000 });
+    await conn.client.hSet(device, { v: "1", [`o:${k.sessionId}`]: String(clock.now() + 1000) });
+    await conn.client.pExpire(device, 60_000);
+    await store.collect(k, withAudio(2, pcm(5, 1)));
+    const turn = await store.commit(k, [], "t");
+    expect(turn.text).toBe("old 2 ");
+    expect(Buffer.from(turn.audio[0]?.data ?? []).equals(Buffer.from(bytes))).toBe(true);
+    expect([...(turn.audio[1]?.data ?? [])]).toEqual([...pcm(5, 1)]);
   });
 });

@@ -1,9 +1,11 @@
+import { Buffer } from "node:buffer";
+import { RESP_TYPES } from "@redis/client";
 import { storeUnavailable, unavailable } from "../../core/errors.js";
 import type { Logger, StoreStats } from "../../core/ports.js";
 import { bufferedBytes, type SessionKey, type SessionRecord } from "../../core/session.js";
 import type { Step, StepRun, StepWrite, StoreDriver } from "../../core/store-driver.js";
 import { STEP, WRITE_GLOBAL } from "./redis-lua.js";
-import { decodeRecord, encodeRecord } from "./redis-records.js";
+import { decodeRecord, encodeRecord, hasPayloads } from "./redis-records.js";
 import type { AnyRedisClient } from "./redis-reply-bus.js";
 
 export interface RedisDriverOptions {
@@ -36,6 +38,10 @@ interface DeviceView {
   record: SessionRecord | undefined;
   /** Buffered bytes of the record, for MAX_VIEW_BYTES. */
   bytes: number;
+  /** Its audio pieces and screenshot carry their bytes (read with them, or written here). */
+  complete: boolean;
+  /** Its payloads came in its JSON (an earlier version's record): the next write adds them all. */
+  inline: boolean;
 }
 
 /** A step's gauge changes, counted in the views of other steps until Redis has them. */
@@ -62,6 +68,8 @@ interface Batch {
  *   P:{hw}          hash   g, v: the device's version; o:<session>: an open session's deadline
  *   P:{hw}:t        zset   the device's tombstones, by seal order (its oldest forgotten first)
  *   P:{hw}:<sess>   string one session's record (JSON), PX its keepMs
+ *   P:{hw}:<sess>:p hash   its payloads (audio pieces by order, "s" the screenshot), PX as the
+ *                          record; a write adds only what it brings (redis-records.ts)
  *   P:{#}:gauges    hash   open, bytes: the instance-wide gauges, shared by every instance
  *   P:{#}:due       zset   "hw\nsession" by dueAt: what the sweepers look at
  *
@@ -85,6 +93,8 @@ interface Batch {
  */
 export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
   const { client, prefix, logger } = options;
+  /** For the reads that return payloads: bulk strings as bytes (audio is binary). */
+  const binary = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
   const gaugesMaxAge = options.gaugesMaxAgeMs ?? GAUGES_MAX_AGE_MS;
   const gaugesKey = `${prefix}:{#}:gauges`;
   const dueKey = `${prefix}:{#}:due`;
@@ -205,36 +215,51 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     }
   }
 
-  /** The view in STEP's conflict answer: HGETALL of the device and the record. */
-  function viewOf(sid: string, fields: string[], raw: string | null): DeviceView {
+  /**
+   * The view in STEP's conflict answer: HGETALL of the device, the record and, when asked
+   * for, HGETALL of its payloads (strings, or Buffers from the binary client).
+   */
+  function viewOf(sid: string, out: unknown[]): DeviceView {
+    const fields = out[1] as (string | Buffer)[];
+    const raw = out[2] as string | Buffer | null;
+    const payloads = out[3] as (string | Buffer)[] | null;
     let g = "";
     let v = "0";
     const open = new Map<string, number>();
     for (let i = 0; i < fields.length; i += 2) {
-      const field = fields[i] as string;
-      if (field === "g") g = fields[i + 1] as string;
-      else if (field === "v") v = fields[i + 1] as string;
-      else if (field.startsWith("o:")) open.set(field.slice(2), Number(fields[i + 1]));
+      const field = String(fields[i]);
+      if (field === "g") g = String(fields[i + 1]);
+      else if (field === "v") v = String(fields[i + 1]);
+      else if (field.startsWith("o:")) open.set(field.slice(2), Number(String(fields[i + 1])));
     }
-    const record = raw ? decodeRecord(raw) : undefined;
-    return { version: `${g}.${v}`, open, sessionId: sid, record, bytes: sizeOf(record) };
+    const decoded = raw ? decodeRecord(String(raw), payloads ?? undefined) : undefined;
+    const record = decoded?.record;
+    const inline = decoded?.inline === true;
+    const complete = inline || Array.isArray(payloads) || !hasPayloads(record);
+    const bytes = sizeOf(record);
+    return { version: `${g}.${v}`, open, sessionId: sid, record, bytes, complete, inline };
   }
 
-  function stepArgs(view: DeviceView, write: StepWrite | undefined, dk: string) {
+  function stepArgs(view: DeviceView, write: StepWrite | undefined, dk: string, want: string) {
     const { version, sessionId: sid } = view;
-    if (!write) return [version, sid, "none"];
+    if (!write) return [version, sid, "none", want];
     const kind = write.record === null ? "del" : write.record.state === "open" ? "open" : "tomb";
+    const before = view.inline ? undefined : view.record;
+    const stored = write.record ? encodeRecord(write.record, before) : undefined;
     return [
       version,
       sid,
       kind,
-      write.record ? encodeRecord(write.record) : "",
+      want,
+      stored?.json ?? "",
       String(write.dueAt),
       String(keepOf(write)),
       String(write.maxTombstones),
       `${dk}:`,
       `${writer}${(++tokens).toString(36)}`,
       view.record?.state ?? "",
+      stored?.hasPayloads ? "1" : "",
+      ...(stored?.payloads ?? []),
     ];
   }
 
@@ -242,20 +267,23 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     key: SessionKey,
     run: StepRun<A, S>,
     arg: A,
+    payloads: boolean,
   ): Promise<S> {
     const { hardwareId: hw, sessionId: sid } = key;
     const dk = deviceKey(hw);
-    const keys = [dk, `${dk}:t`, `${dk}:${sid}`];
+    const keys = [dk, `${dk}:t`, `${dk}:${sid}`, `${dk}:${sid}:p`];
+    // A COMMIT reads the payloads (store-driver.ts): a view without them is read again.
+    const on = payloads ? binary : client;
+    const want = payloads ? "1" : "";
     let view = views.get(hw);
-    if (view?.sessionId !== sid) view = undefined;
+    if (view?.sessionId !== sid || (payloads && !view.complete)) view = undefined;
     try {
       if (!view || performance.now() - seenAt > gaugesMaxAge) {
         const [out] = await Promise.all([
-          STEP.run(client, keys, [view?.version ?? NO_VERSION, sid, "none"]),
+          STEP.run(on, keys, [view?.version ?? NO_VERSION, sid, "none", want]),
           readGauges(),
         ]);
-        const [ok, fields, raw] = out as [number, string[], string | null];
-        if (ok !== 1) view = viewOf(sid, fields, raw);
+        if ((out as unknown[])[0] !== 1) view = viewOf(sid, out as unknown[]);
       }
     } catch (err) {
       forgetView(hw);
@@ -276,7 +304,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
       }
       let out: unknown[];
       try {
-        out = (await STEP.run(client, keys, stepArgs(seenView, write, dk))) as unknown[];
+        out = (await STEP.run(on, keys, stepArgs(seenView, write, dk, want))) as unknown[];
       } catch (err) {
         if (delta) pending.delete(delta);
         forgetView(hw);
@@ -287,7 +315,7 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
         return step;
       }
       if (delta) pending.delete(delta);
-      view = viewOf(sid, out[1] as string[], out[2] as string | null);
+      view = viewOf(sid, out);
       // Another instance wrote the device meanwhile: run again on what came back, after a
       // short random pause once it keeps happening (instances stepping on each other in lockstep).
       if (tries > 2) await new Promise((r) => setTimeout(r, Math.random() * tries));
@@ -318,24 +346,27 @@ export function createRedisDriver(options: RedisDriverOptions): StoreDriver {
     if (record?.state === "open") view.open.set(sid, write.dueAt);
     else view.open.delete(sid);
     keepView(hw, {
-      version: out[1] as string,
+      version: String(out[1]),
       open: view.open,
       sessionId: sid,
       record,
       bytes: sizeOf(record),
+      // New pieces carry their bytes; the others as the view had them.
+      complete: view.complete || !hasPayloads(record),
+      inline: false,
     });
     const b = toBatch();
     b.open += write.openDelta;
     b.bytes += write.bytesDelta;
     b.keep = Math.max(b.keep, keepOf(write));
     b.due.set(m, record ? write.dueAt : null);
-    for (let i = 2; i < out.length; i++) b.due.set(member(hw, out[i] as string), null);
+    for (let i = 2; i < out.length; i++) b.due.set(member(hw, String(out[i])), null);
     if (delta) b.deltas.push(delta);
   }
 
   return {
-    step(key, run, arg) {
-      return serial(key.hardwareId, () => runStep(key, run, arg));
+    step(key, run, arg, payloads = false) {
+      return serial(key.hardwareId, () => runStep(key, run, arg, payloads));
     },
 
     async due(now) {

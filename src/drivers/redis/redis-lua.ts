@@ -16,54 +16,63 @@ import { RedisScript } from "./redis-script.js";
  * device deleted and created again never shows a version a view of its old self had. No hash:
  * version ".0".
  *
- * KEYS: device hash, tombstones zset, record. ARGV: version of the view, session id, kind
- * (none | open | tomb | del; none writes nothing: a step that only answers, checked against
- * the device as the others), record, dueAt, keepMs, max tombstones, record key prefix, token,
- * the state of the record in the view ("open": not among the tombstones, as an open record's
- * write took it out).
+ * KEYS: device hash, tombstones zset, record, the record's payload hash (redis-records.ts).
+ * ARGV: version of the view, session id, kind (none | open | tomb | del; none writes nothing:
+ * a step that only answers, checked against the device as the others), "1" to have the
+ * payloads in a conflict's answer, record, dueAt, keepMs, max tombstones, record key prefix,
+ * token, the state of the record in the view ("open": not among the tombstones, as an open
+ * record's write took it out), "1" when the session has payloads, then the payload fields
+ * this write adds (field, value pairs).
  * Returns {1, version after the write, sessions forgotten to keep the device's tombstones
- * bounded...} or {0, HGETALL of the device, the record or false}.
+ * bounded...} or {0, HGETALL of the device, the record or false, HGETALL of the payloads or
+ * false}.
  */
 export const STEP = new RedisScript(
   "step",
-  `local device, tombs, rec = KEYS[1], KEYS[2], KEYS[3]
+  `local device, tombs, rec, pay = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local at = redis.call('HMGET', device, 'g', 'v')
 local g, v = at[1], at[2]
 if (g or '') .. '.' .. (v or '0') ~= ARGV[1] then
-  return {0, redis.call('HGETALL', device), redis.call('GET', rec)}
+  local payloads = false
+  if ARGV[4] == '1' then payloads = redis.call('HGETALL', pay) end
+  return {0, redis.call('HGETALL', device), redis.call('GET', rec), payloads}
 end
 local kind = ARGV[3]
 if kind == 'none' then return {1, ARGV[1]} end
 local n = redis.call('HINCRBY', device, 'v', 1)
 if not g then
-  g = ARGV[9]
+  g = ARGV[10]
   redis.call('HSET', device, 'g', g)
 end
-local sid, keep = ARGV[2], tonumber(ARGV[6])
+local sid, keep = ARGV[2], tonumber(ARGV[7])
 local out = {1, g .. '.' .. n}
 local function live(k)
   if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, keep) end
 end
 if kind == 'open' then
   -- A hold's chunk: the device keeps an open session (no delete), its tombstones are as they were.
-  redis.call('SET', rec, ARGV[4], 'PX', keep)
-  redis.call('HSET', device, 'o:' .. sid, ARGV[5])
-  if ARGV[10] ~= 'open' then redis.call('ZREM', tombs, sid) end
+  redis.call('SET', rec, ARGV[5], 'PX', keep)
+  redis.call('HSET', device, 'o:' .. sid, ARGV[6])
+  if ARGV[11] ~= 'open' then redis.call('ZREM', tombs, sid) end
+  if ARGV[12] == '1' then
+    for i = 13, #ARGV, 2 do redis.call('HSET', pay, ARGV[i], ARGV[i + 1]) end
+    redis.call('PEXPIRE', pay, keep)
+  end
   live(device)
   return out
 end
+redis.call('HDEL', device, 'o:' .. sid)
 if kind == 'del' then
-  redis.call('DEL', rec)
-  redis.call('HDEL', device, 'o:' .. sid)
+  redis.call('DEL', rec, pay)
   redis.call('ZREM', tombs, sid)
 else
-  redis.call('SET', rec, ARGV[4], 'PX', keep)
-  redis.call('HDEL', device, 'o:' .. sid)
+  redis.call('SET', rec, ARGV[5], 'PX', keep)
+  redis.call('DEL', pay)
   redis.call('ZADD', tombs, n, sid)
-  local over = redis.call('ZCARD', tombs) - tonumber(ARGV[7])
+  local over = redis.call('ZCARD', tombs) - tonumber(ARGV[8])
   if over > 0 then
     for _, old in ipairs(redis.call('ZRANGE', tombs, 0, over - 1)) do
-      redis.call('DEL', ARGV[8] .. old)
+      redis.call('DEL', ARGV[9] .. old, ARGV[9] .. old .. ':p')
       out[#out + 1] = old
     end
     redis.call('ZREMRANGEBYRANK', tombs, 0, over - 1)

@@ -1,3 +1,4 @@
+import type { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { AnyRedisClient } from "./redis-reply-bus.js";
 
@@ -16,7 +17,7 @@ export class RedisScript {
     this.sha = createHash("sha1").update(source).digest("hex");
   }
 
-  async run(client: AnyRedisClient, keys: string[], args: string[]): Promise<unknown> {
+  async run(client: AnyRedisClient, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
     const options = { keys, arguments: args };
     try {
       return await client.evalSha(this.sha, options);

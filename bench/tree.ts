@@ -1,7 +1,7 @@
 // A git revision's source beside this one, for A/B benches that load or run two trees in one
 // run (store-ab.ts, redis-ab.ts).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, symlinkSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -23,5 +23,7 @@ export function treeOf(rev: string): string {
   const tar = execFileSync("git", ["-C", REPO, "archive", rev, ...paths]);
   execFileSync("tar", ["-x", "-C", dir], { input: tar });
   symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"));
+  // Removed when the bench exits (the link only: rmSync does not follow it).
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

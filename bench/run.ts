@@ -58,12 +58,15 @@ const SCRIPTS: Record<Kind, Record<Runtime, string>> = {
     bun: "bench/servers/bare-connect.ts",
     deno: "bench/servers/bare-connect.ts",
   },
+  // What `npm start` runs on Node: the build (npm run bench builds it first). Through tsx
+  // (bench/servers/ptt-node.ts) the same server spent ~1.2x the CPU per call, its esbuild
+  // output naming every function it creates; Bun and Deno run the sources themselves.
   ptt: {
-    node: "bench/servers/ptt-node.ts",
+    node: "dist/bin/node.js",
     bun: "src/bin/bun.ts",
     deno: "src/bin/deno.ts",
   },
-  "ptt-slow": { node: "bench/servers/ptt-node.ts", bun: "", deno: "" },
+  "ptt-slow": { node: "dist/bin/node.js", bun: "", deno: "" },
 };
 const LABEL: Record<Kind, string> = {
   floor: "raw node:http2 floor",

@@ -248,10 +248,18 @@ export class FastCall implements CallTransport {
         }
         const it = spec.impl(this.input as never, this.ctx)[Symbol.asyncIterator]();
         try {
+          let first = true;
           for (let r = await it.next(); r.done !== true; r = await it.next()) {
             const sending = this.send(output, r.value);
             if (sending) await sending;
             if (this.closed) break;
+            if (first) {
+              first = false;
+              // node:http2 sends what was written once this turn of the event loop is over
+              // (a setImmediate): a reply whose next frames are ready at once (echo, cached
+              // text) would hold its first frame back until it had made them all.
+              await nextTurn();
+            }
           }
         } finally {
           if (this.closed) await it.return?.();
@@ -336,6 +344,11 @@ export class FastCall implements CallTransport {
     this.stream.on("wantTrailers", onWantTrailers);
     this.stream.end();
   }
+}
+
+/** Resolves after the event loop's pending immediates (node:http2's write among them) ran. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** connect-node's connectErrorFromH2ResetCode (node-error.js), which it does not export. */

@@ -90,7 +90,7 @@ describe("decodeStreamRequest", () => {
       fc.property(plainInit, (init) => {
         const bytes = encode(init);
         const plain = readPlainStreamRequest(bytes);
-        expect(plain).toBeDefined();
+        expect(plain?.$typeName).toBe("streaming.StreamRequest");
         expect(plain).toStrictEqual(reference(bytes));
       }),
       { numRuns: 1000 },

@@ -2,6 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { getTextEncoding } from "@bufbuild/protobuf/wire";
 import { type StreamRequest, StreamRequestSchema } from "../gen/streaming_pb.js";
 import { BINARY_READ_OPTIONS } from "./request-decoding.js";
+import { varintLength } from "./varint.js";
 
 /**
  * A StreamRequest from its binary form: exactly what `fromBinary(StreamRequestSchema, bytes,
@@ -126,10 +127,6 @@ function varint(bytes: Uint8Array, pos: number): number {
     if ((b & 0x80) === 0) return i > pos && b === 0 ? NOT_READ : value;
   }
   return NOT_READ;
-}
-
-function varintLength(value: number): number {
-  return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : 4;
 }
 
 /**

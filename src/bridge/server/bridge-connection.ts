@@ -7,6 +7,7 @@ import { LIMIT_NAMES, type Limits } from "../../core/limits.js";
 import type { PttCore } from "../../core/ptt-core.js";
 import { BINARY_READ_OPTIONS } from "../../core/request-decoding.js";
 import { createStreamingHandlers, type StreamingHandlers } from "../../core/streaming-service.js";
+import { varintLength } from "../../core/varint.js";
 import { type ClientFrame, ClientFrameSchema, ServerFrameSchema } from "../../gen/bridge_pb.js";
 import {
   type InterruptRequest,
@@ -376,19 +377,13 @@ function headersToRecord(headers: Headers): Record<string, string> {
  */
 function embeddedMessageBytes(frame: ClientFrame, frameBytes: number): number {
   const id = frame.callId;
-  const idField = id === 0 ? 0 : 1 + varintBytes(id);
+  const idField = id === 0 ? 0 : 1 + varintLength(id);
   const rest = frameBytes - idField - 1;
   // The body's length prefix: the longest prefix that leaves room for the length it encodes.
   for (let n = 1; n <= 5; n++) {
     if (rest - n < 128 ** n) return Math.max(0, rest - n);
   }
   return rest;
-}
-
-function varintBytes(n: number): number {
-  let bytes = 1;
-  for (let v = n >>> 7; v > 0; v >>>= 7) bytes++;
-  return bytes;
 }
 
 /**

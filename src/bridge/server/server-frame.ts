@@ -1,5 +1,6 @@
 import { create, isMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { CANCEL_ACK_FRAME, COLLECT_ACK_FRAME } from "../../core/stream-audio.js";
+import { varintLength, writeVarint } from "../../core/varint.js";
 import { ServerFrameSchema } from "../../gen/bridge_pb.js";
 import { StreamResponseSchema } from "../../gen/streaming_pb.js";
 
@@ -134,21 +135,4 @@ function utf8Length(s: string): number {
     } else n += 3;
   }
   return n;
-}
-
-function varintLength(value: number): number {
-  let n = 1;
-  for (let v = value >>> 7; v > 0; v >>>= 7) n++;
-  return n;
-}
-
-/** Unsigned varint (call ids and lengths are uint32). */
-function writeVarint(out: Uint8Array, at: number, value: number): number {
-  let v = value >>> 0;
-  while (v > 0x7f) {
-    out[at++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  out[at++] = v;
-  return at;
 }

@@ -9,6 +9,7 @@ import {
 } from "../../src/bridge/client/index.js";
 import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import { newDevice } from "../contract/calls.js";
+import { partsText } from "../support/reply-parts.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { sleep, until } from "../support/wait.js";
 
@@ -24,10 +25,6 @@ const LIVENESS_MS = 50;
 const LIVENESS_TIMEOUT_MS = 1000;
 /** A ClientFrame { ping } in a masked ws frame: 2 bytes of header, 4 of mask, 2 of payload. */
 const PING_WIRE_BYTES = 8;
-
-function textOfParts(parts: ReplyPart[]): string {
-  return parts.map((p) => (p.kind === "text" ? p.text : "")).join("");
-}
 
 describe("bridge liveness (client library through a TCP proxy that goes silent)", () => {
   let server: NodeServer;
@@ -96,7 +93,7 @@ describe("bridge liveness (client library through a TCP proxy that goes silent)"
       await iterate;
       expect(status.error).toBeUndefined();
       expect(status.endMessage).toBe("RESPONSE_COMPLETED");
-      expect(textOfParts(parts)).toBe(spoken);
+      expect(partsText(parts)).toBe(spoken);
       expect(parts).toHaveLength(8);
       expect(server.core.metrics.workflowRuns - runsBefore).toBe(1);
       expect((server.core.metrics.resumes.get("ok") ?? 0) - resumedBefore).toBe(1);
@@ -160,6 +157,6 @@ describe("bridge liveness (client library through a TCP proxy that goes silent)"
     const reply = await hold.release();
     const parts: ReplyPart[] = [];
     for await (const part of reply) parts.push(part);
-    expect(textOfParts(parts)).toBe("hello again ");
+    expect(partsText(parts)).toBe("hello again ");
   }, 20_000);
 });

@@ -13,6 +13,7 @@ import type { CallEnd } from "../../src/gen/bridge_pb.js";
 import { RequestPhase } from "../../src/gen/streaming_pb.js";
 import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import { newDevice } from "../contract/calls.js";
+import { partsText } from "../support/reply-parts.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { sleep, until } from "../support/wait.js";
 
@@ -22,9 +23,6 @@ import { sleep, until } from "../support/wait.js";
 // while a reply streams.
 
 const ECHO_DELAY_MS = 20;
-function textOf(parts: ReplyPart[]): string {
-  return parts.map((p) => (p.kind === "text" ? p.text : "")).join("");
-}
 
 describe("bridge reconnect (client library through a TCP proxy that drops connections)", () => {
   let server: NodeServer;
@@ -111,7 +109,7 @@ describe("bridge reconnect (client library through a TCP proxy that drops connec
       const status = await reply.done;
       expect(status.error).toBeUndefined();
       expect(status.endMessage).toBe("RESPONSE_COMPLETED");
-      expect(textOf(parts)).toBe(sent.join(""));
+      expect(partsText(parts)).toBe(sent.join(""));
       expect(states).toContain("reconnecting");
       expect(states.at(-1)).toBe("open");
       expect(proxy.accepted - acceptedBefore).toBeGreaterThanOrEqual(2); // refused, then the one that worked
@@ -146,7 +144,7 @@ describe("bridge reconnect (client library through a TCP proxy that drops connec
     const parts: ReplyPart[] = [];
     for await (const part of reply) parts.push(part);
     expect((await reply.done).error).toBeUndefined();
-    expect(textOf(parts)).toBe(pieces.join(""));
+    expect(partsText(parts)).toBe(pieces.join(""));
   });
 
   it("a drop while a COMMIT reply streams: the client resumes it by itself, each part once, the workflow ran once", async () => {
@@ -176,7 +174,7 @@ describe("bridge reconnect (client library through a TCP proxy that drops connec
     expect(status.error).toBeUndefined();
     expect(status.endMessage).toBe("RESPONSE_COMPLETED");
     // Every sentence exactly once, in order: nothing lost at the drop, nothing repeated.
-    expect(textOf(parts)).toBe(spoken);
+    expect(partsText(parts)).toBe(spoken);
     expect(parts).toHaveLength(50);
     expect(server.core.metrics.workflowRuns - runsBefore).toBe(1);
     expect((server.core.metrics.commits.get("ok") ?? 0) - okBefore).toBe(1);

@@ -9,6 +9,7 @@ import type { ReplyPart, Workflow } from "../../src/core/ports.js";
 import type { CommittedTurn, SessionKey } from "../../src/core/session.js";
 import { type NodeServer, startNodeServer } from "../../src/runtimes/node/server.js";
 import { newDevice } from "../contract/calls.js";
+import { partsText } from "../support/reply-parts.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 
 // Issue 14's browser case: the client library (src/bridge/client, bundled by esbuild) in Debian's
@@ -40,7 +41,7 @@ const EXPECTED: SeenPart[] = PARTS.map((p) =>
     ? { kind: "text", text: p.text }
     : { kind: "audio", bytes: [...(p as { data: Uint8Array }).data], dtype: "int16" },
 );
-const EXPECTED_TEXT = PARTS.map((p) => (p.kind === "text" ? p.text : "")).join("");
+const EXPECTED_TEXT = partsText(PARTS);
 
 /**
  * One device's reply script: part i is yielded once `allowed` > i, and the workflow returns
@@ -355,10 +356,7 @@ describe.skipIf(missing && !process.env.CI)("browser client resumes a reply in C
 
       expect(result.error).toBeNull();
       expect(result.parts).toEqual(EXPECTED);
-      expect(
-        result.parts.map((p) => (p.kind === "text" ? p.text : "")).join(""),
-        "the text of the uninterrupted reply",
-      ).toBe(EXPECTED_TEXT);
+      expect(partsText(result.parts), "the text of the uninterrupted reply").toBe(EXPECTED_TEXT);
       expect(result.endMessage).toBe("RESPONSE_COMPLETED");
       expect(script.runs).toHaveLength(1);
       expect(server.core.metrics.workflowRuns - runsBefore).toBe(1);
